@@ -1,0 +1,33 @@
+# qT1 study book. Two commands on a fresh machine:
+#   make book   -> creates .venv if missing, installs the pinned environment, runs every notebook with
+#                  papermill on the embedded `quick` profile and renders the Jupyter Book to _build/html
+#   make test   -> same bootstrap, then the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.qt1lib-installed
+PROFILE ?= quick
+
+.PHONY: venv book test test-fast bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -c requirements.lock -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m qt1lib.study --profile $(PROFILE)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not book"
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf _build
