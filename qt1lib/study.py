@@ -34,7 +34,17 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["PROFILES", "Chapter", "find_chapters", "execute_chapter", "run_study", "main"]
+__all__ = [
+    "PROFILES",
+    "Chapter",
+    "find_chapters",
+    "prepare_sources",
+    "execute_chapter",
+    "write_timings",
+    "build_book",
+    "run_study",
+    "main",
+]
 
 PROFILES = ("smoke", "quick", "paper")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +135,8 @@ def execute_chapter(
     return elapsed
 
 
-def _write_timings(src: Path, profile: str, timings: dict[str, float]) -> None:
+def write_timings(src: Path, profile: str, timings: dict[str, float]) -> None:
+    """Write the build-report table (``book/build-timings.md``) and ``build-timings.json`` into ``src``."""
     rows = "\n".join(f"| `{name}` | {seconds:.1f} |" for name, seconds in timings.items())
     total = sum(timings.values())
     machine = f"{os.cpu_count()} CPU cores"
@@ -145,6 +156,42 @@ def _write_timings(src: Path, profile: str, timings: dict[str, float]) -> None:
     (src / "build-timings.json").write_text(json.dumps({"profile": profile, "seconds": timings}, indent=2))
 
 
+def prepare_sources(build_dir: Path) -> Path:
+    """Copy the book sources into a fresh ``build_dir/src`` and return that directory."""
+    src = Path(build_dir).resolve() / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    for name in BOOK_SOURCES:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, src / name)
+        else:
+            shutil.copy2(source, src / name)
+    return src
+
+
+def build_book(src: Path, build_dir: Path) -> Path:
+    """Run ``jupyter-book build`` on ``src`` with warnings as errors; returns ``build_dir/html``.
+
+    Raises
+    ------
+    subprocess.CalledProcessError
+        When Sphinx reports any warning: a missing glue key, figure, reference or page.
+    """
+    build_dir = Path(build_dir).resolve()
+    staging = build_dir / "jb"
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output", str(staging),
+           "-W", "-n", "--keep-going"]
+    subprocess.run(cmd, check=True)
+    html = build_dir / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.move(str(staging / "_build" / "html"), html)
+    shutil.rmtree(staging)
+    return html
+
+
 def run_study(
     profile: str = "quick",
     build_dir: Path = REPO_ROOT / "_build",
@@ -152,7 +199,7 @@ def run_study(
     work_dir: Path | None = None,
     seed: int = 0,
     only: list[str] | None = None,
-    build_book: bool = True,
+    build: bool = True,
 ) -> Path:
     """Execute the chapters for ``profile`` and build the book; returns the HTML directory.
 
@@ -168,7 +215,7 @@ def run_study(
         Seed passed to every notebook.
     only : list of str, optional
         Chapter numbers to run (default: all); the book is built only when all ran.
-    build_book : bool
+    build : bool
         Run ``jupyter-book build`` after the notebooks.
     """
     if profile not in PROFILES:
@@ -176,17 +223,7 @@ def run_study(
     build_dir = Path(build_dir).resolve()
     work_dir = Path(work_dir or REPO_ROOT / "work" / profile).resolve()
     bids_dir = Path(bids_dir or work_dir / "bids").resolve()
-    src = build_dir / "src"
-    if src.exists():
-        shutil.rmtree(src)
-    src.mkdir(parents=True)
-    for name in BOOK_SOURCES:
-        source = REPO_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, src / name)
-        else:
-            shutil.copy2(source, src / name)
-
+    src = prepare_sources(build_dir)
     os.environ.setdefault("MPLBACKEND", "Agg")
     timings: dict[str, float] = {}
     chapters = find_chapters(only=only)
@@ -196,17 +233,10 @@ def run_study(
             chapter, src / "notebooks" / chapter.path.name, profile, bids_dir, work_dir, seed
         )
         print(f"    {timings[chapter.path.name]:.1f} s", flush=True)
-    _write_timings(src, profile, timings)
-
+    write_timings(src, profile, timings)
     html = build_dir / "html"
-    if build_book and not only:
-        cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output", str(build_dir / "jb"),
-               "-W", "-n", "--keep-going"]
-        subprocess.run(cmd, check=True)
-        if html.exists():
-            shutil.rmtree(html)
-        shutil.move(str(build_dir / "jb" / "_build" / "html"), html)
-        shutil.rmtree(build_dir / "jb")
+    if build and not only:
+        html = build_book(src, build_dir)
         print(f"book: {html / 'index.html'}")
     return html
 

@@ -1,0 +1,38 @@
+"""Shared fixtures: one smoke-profile execution of every chapter, reused by the notebook and book tests."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from qt1lib import study
+
+
+@dataclass
+class SmokeBuild:
+    build_dir: Path
+    src: Path
+    errors: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory) -> SmokeBuild:
+    """Execute every chapter with its ``smoke`` parameters into one build tree (once per session)."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    build_dir = tmp_path_factory.mktemp("smoke-build")
+    work_dir = build_dir / "work"
+    result = SmokeBuild(build_dir, study.prepare_sources(build_dir))
+    for chapter in study.find_chapters():
+        try:
+            result.timings[chapter.path.name] = study.execute_chapter(
+                chapter, result.src / "notebooks" / chapter.path.name, "smoke", work_dir / "bids", work_dir
+            )
+        except Exception:  # noqa: BLE001 - reported by the test of that chapter
+            result.errors[chapter.path.name] = traceback.format_exc(limit=3)
+    study.write_timings(result.src, "smoke", result.timings)
+    return result
