@@ -15,12 +15,19 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --disable-pip-version-check -q -c requirements.lock -e ".[test]"
 	touch $(STAMP)
 
-venv: $(STAMP)
+# MathJax 3 from the npm registry, so that the book renders its equations offline too
+# (best effort: without npm the book falls back to MathJax from its CDN).
+MATHJAX := $(VENV)/share/mathjax/es5/tex-chtml.js
+$(MATHJAX): | $(STAMP)
+	-mkdir -p $(VENV)/share/mathjax && cd $(VENV)/share/mathjax && npm pack -q mathjax@3.2.2 >/dev/null \
+	  && tar xzf mathjax-3.2.2.tgz --strip-components=1 && rm -f mathjax-3.2.2.tgz
 
-book: $(STAMP)
+venv: $(STAMP) $(MATHJAX)
+
+book: $(STAMP) $(MATHJAX)
 	$(PY) -m qt1lib.study --profile $(PROFILE)
 
-test: $(STAMP)
+test: $(STAMP) $(MATHJAX)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

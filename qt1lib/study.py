@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import yaml
 
 __all__ = [
     "PROFILES",
@@ -168,7 +169,23 @@ def prepare_sources(build_dir: Path) -> Path:
             shutil.copytree(source, src / name)
         else:
             shutil.copy2(source, src / name)
+    _vendor_mathjax(src)
     return src
+
+
+def _vendor_mathjax(src: Path) -> None:
+    """Serve MathJax from the book itself when the environment has a copy (``make`` installs one).
+
+    Without it, pages load MathJax from its CDN and show raw TeX when read offline.
+    """
+    es5 = Path(sys.prefix) / "share" / "mathjax" / "es5"
+    if not (es5 / "tex-chtml.js").is_file():
+        return
+    shutil.copytree(es5, src / "_static" / "mathjax")
+    config_path = src / "_config.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config.setdefault("sphinx", {}).setdefault("config", {})["mathjax_path"] = "mathjax/tex-chtml.js"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def build_book(src: Path, build_dir: Path) -> Path:
