@@ -10,9 +10,18 @@ from .mpnrage import (
     robust_uni,
     uni,
 )
+from .sir import exchange_rates, sir_signal
+from .twopool import TISSUES_7T, TwoPool, TwoPoolTissue, apparent_single_pool_t1, gre_signals_twopool
 
 __all__ = [
     "AffineMap",
+    "TISSUES_7T",
+    "TwoPool",
+    "TwoPoolTissue",
+    "apparent_single_pool_t1",
+    "exchange_rates",
+    "gre_signals_twopool",
+    "sir_signal",
     "PoolModel",
     "SinglePool",
     "combinations",

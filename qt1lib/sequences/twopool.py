@@ -1,0 +1,581 @@
+"""Two-pool (free water + macromolecules) longitudinal model with exchange, for MPnRAGE chains.
+
+State: ``M = (Mzf, Mzm)``, the longitudinal magnetisation of the free (f) and macromolecular
+(m) pools, in units of the free pool's equilibrium ``M0f`` (``M0f = 1`` by default, so signals are
+comparable with the single-pool model) and ``M0m = PSR * M0f``. Between RF pulses the pools relax
+and exchange (Bloch-McConnell, longitudinal part; Gochberg & Gore 2007, MRM 57:437, eq. 1;
+Dortch et al. 2011, MRM 66:1346, eq. 1)::
+
+    dMf/dt = R1f (M0f - Mf) - kfm Mf + kmf Mm
+    dMm/dt = R1m (M0m - Mm) - kmf Mm + kfm Mf,        kfm = PSR * kmf
+
+so ``dM/dt = L (M - M0)`` with ``L = [[-(R1f + kfm), kmf], [kfm, -(R1m + kmf)]]`` and relaxation
+over ``t`` is the affine map ``M -> M0 + exp(L t) (M - M0)``. ``exp(L t)`` of the 2x2 matrix is
+written in closed form (Sylvester's formula with the divided difference of ``exp`` at the two
+real eigenvalues of ``L``), vectorised over voxels.
+
+RF pulses. The free pool is rotated (``Mzf -> cos(alpha) Mzf``, spoiled). The macromolecular
+pool has a T2 of about 12 us and cannot be rotated: it is partially saturated at the rate
+``W = pi * omega1(t)^2 * G(Delta)`` (Graham & Henkelman 1997, JMRI 7:903; Henkelman et al. 1993,
+MRM 29:759), ``G`` its absorption lineshape at the offset ``Delta`` of the pulse. A hard
+on-resonance excitation of flip ``alpha`` and duration ``tau`` therefore maps
+``Mzm -> exp(-pi G(0) alpha^2 / tau) Mzm``. The adiabatic inversion of MP2RAGE inverts the free
+pool (``Mzf -> -eff Mzf``) and saturates the bound pool by ``exp(-int W dt)`` integrated along the
+frequency sweep of a hyperbolic-secant pulse (the Graham saturation rate that Assländer &
+Flassbeck 2024, arXiv:2409.05318, apply to off-resonant pulses, here applied along the sweep).
+The resulting fast exchange after the inversion is what makes white matter recover
+bi-exponentially (Rioux et al. 2016, MRM 75:2265). Relaxation and exchange during the pulses are
+neglected (the pulses last 0.5-10 ms against ``1/kmf`` of about 70 ms).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from ..protocols import MPnRAGEProtocol
+from .chain import AffineMap
+from ..estimate.lut import lut_t1
+from .mpnrage import mpnrage_signals, uni
+
+__all__ = [
+    "KMF_HUMAN_BRAIN",
+    "T2M_DEFAULT",
+    "EXCITATION_DURATION_DEFAULT",
+    "LINESHAPES",
+    "lineshape",
+    "exchange_matrix",
+    "expm_2x2",
+    "relaxation_map",
+    "HyperbolicSecantPulse",
+    "SIEMENS_HS_INVERSION",
+    "excitation_bound_fraction",
+    "TwoPool",
+    "gre_signals_twopool",
+    "apparent_single_pool_t1",
+    "TwoPoolTissue",
+    "TISSUES_7T",
+]
+
+#: Exchange rate from the macromolecular to the free pool (s^-1) that SIR fits fix for human
+#: brain: ``kmf = 14.5`` in the public SIR-qMT toolbox (nicksisco1932/The_SIR-qMT_toolbox,
+#: ``utils.jl``: "kmf is held constant at 14.5 for human brains"), close to the values Dortch et
+#: al. 2011 (MRM 66:1346, abstract) measured at 3 T: WM 11 +- 2, GM 15 +- 6 s^-1.
+KMF_HUMAN_BRAIN = 14.5
+
+#: Transverse relaxation time of the macromolecular pool (s). 12 us is the white-matter value
+#: used by Gloor et al. 2008 (MRM 60:691, bSSFP qMT); the super-Lorentzian with the on-resonance
+#: extrapolation below gives G(0) = 1.40e-5 s for it, matching the G(0) = 1.4176e-5 s that
+#: qMRLab's ``qmt_sirfse`` Bloch simulation uses.
+T2M_DEFAULT = 12e-6
+
+#: Default duration (s) of an MPnRAGE readout excitation, as the hard pulse that deposits the
+#: same RF energy (``int omega1^2 dt``) as the binomial 1-2-1 water-excitation pulse with 0.2 ms
+#: sub-pulses that Assländer & Flassbeck 2024 assume for Marques' MP2RAGE
+#: (JakobAsslaender/T1variability, ``calculate_T1_MP2RAGE``): ``0.2 ms / (1/16 + 1/4 + 1/16)``.
+#: The seed's (Philips) pulse is not public: an assumption.
+EXCITATION_DURATION_DEFAULT = 0.2e-3 / (1 / 16 + 1 / 4 + 1 / 16)
+
+LINESHAPES = ("super-lorentzian", "gaussian", "lorentzian")
+
+
+# ---------------------------------------------------------------------------------- lineshapes
+@lru_cache(maxsize=4)
+def _legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(n)
+
+
+def _superlorentzian(delta_hz: np.ndarray, t2m: float) -> np.ndarray:
+    """Super-Lorentzian absorption lineshape (s) with qMRLab's on-resonance extrapolation.
+
+    ``G(Delta) = int_0^1 sqrt(2/pi) T2m / |3u^2 - 1| exp(-2 (2 pi Delta T2m / (3u^2 - 1))^2) du``
+    (Morrison & Henkelman 1995, MRM 33:475; normalised so that ``W = pi omega1^2 G``). It
+    diverges at resonance; below 1500 Hz the offset is replaced by ``0.00016 Delta^2 + 1140`` Hz
+    (qMRLab/qMRLab, src/Common/lineshape/superlorentzianLineshape.m), continuous at 1500 Hz.
+    Gauss-Legendre quadrature on [0, 1/sqrt 3] and [1/sqrt 3, 1] (the singular point).
+    """
+    d = np.abs(np.asarray(delta_hz, dtype=float))
+    d = np.where(d <= 1500.0, 0.00016 * d**2 + 1140.0, d)
+    x, w = _legendre(400)
+    edge = 1.0 / np.sqrt(3.0)
+    total = np.zeros_like(d)
+    for lo, hi in ((0.0, edge), (edge, 1.0)):
+        u = 0.5 * (hi - lo) * x + 0.5 * (hi + lo)
+        q = 3.0 * u**2 - 1.0
+        f = np.sqrt(2.0 / np.pi) * t2m / np.abs(q) * np.exp(-2.0 * (2.0 * np.pi * d[..., None] * t2m / q) ** 2)
+        total = total + 0.5 * (hi - lo) * (f @ w)
+    return total
+
+
+def lineshape(delta_hz: np.ndarray | float, t2m: float = T2M_DEFAULT, kind: str = "super-lorentzian") -> np.ndarray:
+    """Absorption lineshape ``G`` of the macromolecular pool (s), so that ``W = pi omega1^2 G``.
+
+    ``G`` is a probability density in angular frequency (``int G d omega = 1``), evaluated at an
+    offset given in Hz (the convention of Henkelman et al. 1993 and qMRLab).
+
+    Parameters
+    ----------
+    delta_hz : array_like
+        Offset of the RF from the pool's resonance (Hz).
+    t2m : float
+        Transverse relaxation time of the macromolecular pool (s), > 0.
+    kind : {"super-lorentzian", "gaussian", "lorentzian"}
+        Super-Lorentzian (for lipid bilayers, Morrison & Henkelman 1995; on-resonance
+        extrapolation of qMRLab), Gaussian ``T2 / sqrt(2 pi) exp(-(2 pi Delta T2)^2 / 2)`` or
+        Lorentzian ``T2 / pi / (1 + (2 pi Delta T2)^2)`` (Henkelman et al. 1993, MRM 29:759).
+
+    Returns
+    -------
+    ndarray
+        ``G(delta_hz)`` in seconds.
+    """
+    if not (np.isfinite(t2m) and t2m > 0):
+        raise ValueError(f"t2m (s) must be positive and finite, got {t2m!r}")
+    delta = np.asarray(delta_hz, dtype=float)
+    x = 2.0 * np.pi * delta * t2m
+    if kind == "super-lorentzian":
+        return _superlorentzian(delta, t2m)
+    if kind == "gaussian":
+        return t2m / np.sqrt(2.0 * np.pi) * np.exp(-(x**2) / 2.0)
+    if kind == "lorentzian":
+        return t2m / np.pi / (1.0 + x**2)
+    raise ValueError(f"unknown lineshape {kind!r}; expected one of {LINESHAPES}")
+
+
+# ---------------------------------------------------------------------------------- relaxation
+def exchange_matrix(r1f, r1m, psr, kmf) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Entries ``(l11, l12, l21, l22)`` of ``L`` in ``dM/dt = L (M - M0)`` (s^-1).
+
+    ``L = [[-(R1f + kfm), kmf], [kfm, -(R1m + kmf)]]`` with ``kfm = PSR kmf`` (Gochberg & Gore
+    2007, eq. 1; detailed balance ``kfm M0f = kmf M0m``). Arguments broadcast together.
+    """
+    r1f, r1m, psr, kmf = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (r1f, r1m, psr, kmf)))
+    kfm = psr * kmf
+    return -(r1f + kfm), kmf, kfm, -(r1m + kmf)
+
+
+def expm_2x2(l11, l12, l21, l22, t) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Closed-form ``exp(L t)`` of real 2x2 matrices with real eigenvalues, vectorised.
+
+    Sylvester / Newton form: ``exp(L t) = e^{lam2 t} I + phi (L - lam2 I)`` with
+    ``phi = (e^{lam1 t} - e^{lam2 t}) / (lam1 - lam2) = t e^{lam2 t} expm1(d t) / (d t)``,
+    ``d = lam1 - lam2 >= 0`` (Moler & Van Loan 2003, SIAM Rev 45:3, method 15, divided
+    differences), which stays exact as ``d -> 0``. The exchange matrix always has real eigenvalues
+    (``l12 l21 >= 0``). All arguments broadcast; ``t`` (s) may carry extra axes.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(e11, e12, e21, e22)``.
+    """
+    half_tr = 0.5 * (l11 + l22)
+    disc = (0.5 * (l11 - l22)) ** 2 + l12 * l21
+    root = np.sqrt(np.maximum(disc, 0.0))
+    lam2 = half_tr - root
+    d = 2.0 * root
+    t = np.asarray(t, dtype=float)
+    dt = d * t
+    e2 = np.exp(lam2 * t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(np.abs(dt) > 1e-8, np.expm1(dt) / np.where(dt == 0, 1.0, dt), 1.0 + 0.5 * dt)
+    phi = t * e2 * ratio
+    return e2 + phi * (l11 - lam2), phi * l12, phi * l21, e2 + phi * (l22 - lam2)
+
+
+def relaxation_map(r1f, r1m, psr, kmf, m0f, t: float) -> AffineMap:
+    """Two-pool relaxation with exchange over ``t`` seconds as an affine map of ``(Mzf, Mzm)``.
+
+    ``M -> E M + (I - E) M0`` with ``E = exp(L t)`` (:func:`expm_2x2`), ``M0 = (m0f, PSR m0f)``.
+    Arguments broadcast together into the batch shape.
+    """
+    l11, l12, l21, l22 = exchange_matrix(r1f, r1m, psr, kmf)
+    e11, e12, e21, e22 = expm_2x2(l11, l12, l21, l22, t)
+    m0f = np.asarray(m0f, dtype=float)
+    m0m = np.asarray(psr, dtype=float) * m0f
+    e11, e12, e21, e22, m0f, m0m = np.broadcast_arrays(e11, e12, e21, e22, m0f, m0m)
+    A = np.stack([np.stack([e11, e12], -1), np.stack([e21, e22], -1)], -2)
+    b = np.stack([(1.0 - e11) * m0f - e12 * m0m, -e21 * m0f + (1.0 - e22) * m0m], -1)
+    return AffineMap(A, b)
+
+
+# ---------------------------------------------------------------------------------- RF pulses
+@dataclass(frozen=True)
+class HyperbolicSecantPulse:
+    """A hyperbolic-secant (HS1) adiabatic inversion pulse (Silver et al. 1985, J Magn Reson 64:684).
+
+    ``omega1(t) = omega1_max sech(beta (t - T/2))`` (rad/s) with the frequency sweep
+    ``Delta omega(t) = -mu beta tanh(beta (t - T/2))`` (rad/s), ``0 <= t <= T``.
+
+    Parameters
+    ----------
+    duration : float
+        T (s).
+    omega1_max : float
+        Peak RF amplitude (rad/s) at B1+ = 1.
+    beta : float
+        Modulation rate (s^-1).
+    mu : float
+        Sweep parameter (rad).
+    source : str
+        Where the numbers come from.
+    """
+
+    duration: float
+    omega1_max: float
+    beta: float
+    mu: float
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("duration", "omega1_max", "beta", "mu"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"HyperbolicSecantPulse.{name} must be positive and finite, got {value!r}")
+
+    def bound_fraction(self, b1: np.ndarray | float = 1.0, t2m: float = T2M_DEFAULT, kind: str = "super-lorentzian") -> np.ndarray:
+        """Fraction of the macromolecular Mz that survives the pulse, ``exp(-int W dt)``.
+
+        ``W(t) = pi (b1 omega1(t))^2 G(Delta omega(t) / 2 pi)`` (Graham & Henkelman 1997), the
+        integral by the trapezoidal rule on 2001 points. The exponent scales with ``b1^2``.
+
+        Parameters
+        ----------
+        b1 : array_like
+            Relative B1+ (>= 0).
+        t2m, kind
+            Lineshape of the macromolecular pool (see :func:`lineshape`).
+        """
+        b1 = np.asarray(b1, dtype=float)
+        if np.isnan(b1).any() or (b1 < 0).any():
+            raise ValueError("b1 (relative B1+) must be >= 0 and not NaN")
+        return np.exp(-(b1**2) * _hs_saturation_exponent(self, float(t2m), kind))
+
+
+@lru_cache(maxsize=32)
+def _hs_saturation_exponent(pulse: HyperbolicSecantPulse, t2m: float, kind: str) -> float:
+    t = np.linspace(0.0, pulse.duration, 2001)
+    s = pulse.beta * (t - pulse.duration / 2)
+    omega1 = pulse.omega1_max / np.cosh(s)
+    offset_hz = -pulse.mu * pulse.beta * np.tanh(s) / (2.0 * np.pi)
+    w = np.pi * omega1**2 * lineshape(offset_hz, t2m, kind)
+    return float(np.sum(0.5 * (w[1:] + w[:-1]) * np.diff(t)))
+
+
+#: The standard Siemens hyperbolic-secant inversion pulse as parameterised by Assländer &
+#: Flassbeck 2024 (JakobAsslaender/T1variability, helper_functions.jl, ``sech_inversion_pulse``:
+#: T = 10.24 ms, beta = 674.1 s^-1, mu = 5, omega1_max = 4965.9 rad/s, i.e. 18.6 uT). The seed's
+#: Philips pulse is not public: an assumption.
+SIEMENS_HS_INVERSION = HyperbolicSecantPulse(
+    duration=10.24e-3,
+    omega1_max=4965.910769033364,
+    beta=674.1,
+    mu=5.0,
+    source="standard Siemens HS1 inversion, JakobAsslaender/T1variability helper_functions.jl",
+)
+
+
+def excitation_bound_fraction(
+    alpha: np.ndarray | float, duration: float, t2m: float = T2M_DEFAULT, kind: str = "super-lorentzian"
+) -> np.ndarray:
+    """Fraction of the macromolecular Mz left by a hard on-resonance pulse of flip ``alpha``.
+
+    ``exp(-W tau)`` with ``W = pi omega1^2 G(0)``, ``omega1 = alpha / tau`` (Graham & Henkelman
+    1997): ``exp(-pi G(0) alpha^2 / tau)``.
+
+    Parameters
+    ----------
+    alpha : array_like
+        Actual flip angle (rad).
+    duration : float
+        Pulse duration tau (s), > 0.
+    """
+    if not (np.isfinite(duration) and duration > 0):
+        raise ValueError(f"excitation pulse duration (s) must be positive for a two-pool model, got {duration!r}")
+    g0 = float(lineshape(0.0, t2m, kind))
+    return np.exp(-np.pi * g0 * np.asarray(alpha, dtype=float) ** 2 / duration)
+
+
+# ---------------------------------------------------------------------------------- pool model
+def _param(name: str, value, low: float = 0.0, allow_equal: bool = False) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN; mask those voxels out before simulating")
+    bad = (arr < low) if allow_equal else (arr <= low)
+    if bad.any() or not np.isfinite(arr).all():
+        relation = ">=" if allow_equal else ">"
+        raise ValueError(f"{name} must be finite and {relation} {low}, got values in [{np.min(arr)}, {np.max(arr)}]")
+    return arr
+
+
+class TwoPool:
+    """Free + macromolecular pools with exchange: a :class:`~qt1lib.sequences.mpnrage.PoolModel`.
+
+    Parameters
+    ----------
+    r1f : array_like
+        Longitudinal relaxation rate of the free pool (s^-1), > 0.
+    psr : array_like
+        Pool size ratio ``M0m / M0f`` (>= 0).
+    kmf : array_like, default :data:`KMF_HUMAN_BRAIN`
+        Exchange rate from the macromolecular to the free pool (s^-1), > 0; ``kfm = PSR kmf``.
+    r1m : array_like, optional
+        Relaxation rate of the macromolecular pool (s^-1). Default ``R1m = R1f``, the constraint
+        of the SIR fits (Gochberg & Gore 2007; Dortch et al. 2011), so that the simulated tissue's
+        R1f is the quantity the SIR reference measures.
+    m0f : array_like, default 1
+        Equilibrium magnetisation of the free pool (signal units); ``M0m = PSR m0f``.
+    t2m : float, default :data:`T2M_DEFAULT`
+        Transverse relaxation time of the macromolecular pool (s).
+    lineshape : str, default "super-lorentzian"
+        Absorption lineshape of the macromolecular pool (see :func:`lineshape`).
+    inversion_bound_fraction : array_like, default 1 (bound pool untouched)
+        Factor the adiabatic inversion applies to Mzm, in [-1, 1]: compute it from the inversion
+        pulse and the voxel's B1+ with :meth:`HyperbolicSecantPulse.bound_fraction` (in (0, 1],
+        what :func:`gre_signals_twopool` does). Negative values (an inverted bound pool, which no
+        real pulse achieves for a T2 of microseconds) serve as a thought experiment.
+
+    Notes
+    -----
+    All parameters broadcast into the batch shape. ``excite`` needs a positive pulse duration.
+    """
+
+    dim = 2
+
+    def __init__(
+        self,
+        r1f,
+        psr,
+        kmf=KMF_HUMAN_BRAIN,
+        r1m=None,
+        m0f=1.0,
+        t2m: float = T2M_DEFAULT,
+        lineshape: str = "super-lorentzian",
+        inversion_bound_fraction=1.0,
+    ):
+        self.r1f = _param("r1f (s^-1)", r1f)
+        self.psr = _param("psr (M0m/M0f)", psr, allow_equal=True)
+        self.kmf = _param("kmf (s^-1)", kmf)
+        self.r1m = self.r1f if r1m is None else _param("r1m (s^-1)", r1m)
+        self.m0f = _param("m0f", m0f, allow_equal=True)
+        frac = _param("inversion_bound_fraction", inversion_bound_fraction, low=-1.0, allow_equal=True)
+        if (frac > 1).any():
+            raise ValueError("inversion_bound_fraction must lie in [-1, 1]")
+        self.inversion_bound_fraction = frac
+        if lineshape not in LINESHAPES:
+            raise ValueError(f"unknown lineshape {lineshape!r}; expected one of {LINESHAPES}")
+        self.t2m = float(_param("t2m (s)", t2m))
+        self.lineshape = lineshape
+        try:
+            self.batch_shape = np.broadcast_shapes(
+                *(a.shape for a in (self.r1f, self.psr, self.kmf, self.r1m, self.m0f, frac))
+            )
+        except ValueError:
+            raise ValueError("two-pool parameters have shapes that do not broadcast together") from None
+
+    def relax(self, t: float) -> AffineMap:
+        return relaxation_map(self.r1f, self.r1m, self.psr, self.kmf, self.m0f, t)
+
+    def excite(self, alpha: np.ndarray, duration: float) -> AffineMap:
+        alpha = np.asarray(alpha, dtype=float)
+        fm = excitation_bound_fraction(alpha, duration, self.t2m, self.lineshape)
+        return _diagonal(np.cos(alpha), fm, self.batch_shape)
+
+    def invert(self, efficiency: float) -> AffineMap:
+        return _diagonal(np.asarray(-efficiency, dtype=float), self.inversion_bound_fraction, self.batch_shape)
+
+    def observed(self, m: np.ndarray) -> np.ndarray:
+        return m[..., 0]
+
+
+def _diagonal(a: np.ndarray, d: np.ndarray, batch_shape: tuple[int, ...]) -> AffineMap:
+    shape = np.broadcast_shapes(a.shape, d.shape, batch_shape)
+    A = np.zeros((*shape, 2, 2))
+    A[..., 0, 0] = a
+    A[..., 1, 1] = d
+    return AffineMap(A, np.zeros((*shape, 2)))
+
+
+def gre_signals_twopool(
+    r1f,
+    psr,
+    protocol: MPnRAGEProtocol,
+    b1=1.0,
+    kmf=KMF_HUMAN_BRAIN,
+    r1m=None,
+    m0f=1.0,
+    t2m: float = T2M_DEFAULT,
+    lineshape: str = "super-lorentzian",
+    pulse_duration: float = EXCITATION_DURATION_DEFAULT,
+    inversion_pulse: HyperbolicSecantPulse | float = SIEMENS_HS_INVERSION,
+) -> np.ndarray:
+    """Two-pool steady-state GRE signals of an MP2RAGE / MP3RAGE protocol (units of M0f).
+
+    The generic chain :func:`~qt1lib.sequences.mpnrage.mpnrage_signals` with a :class:`TwoPool`
+    whose inversion saturates the bound pool as ``inversion_pulse`` does at this B1+.
+
+    Parameters
+    ----------
+    r1f, psr, kmf, r1m, m0f, t2m, lineshape
+        Tissue (see :class:`TwoPool`).
+    protocol : MPnRAGEProtocol
+        The acquisition (every readout is simulated).
+    b1 : array_like, default 1
+        Relative B1+ (> 0): scales every excitation flip and the inversion's RF amplitude.
+    pulse_duration : float, default :data:`EXCITATION_DURATION_DEFAULT`
+        Duration of each (hard-pulse equivalent) excitation (s).
+    inversion_pulse : HyperbolicSecantPulse or float
+        Adiabatic inversion, whose bound-pool saturation is computed at each voxel's B1+; or a
+        number in [-1, 1], the factor the inversion applies to Mzm whatever B1+ (1: untouched,
+        0: fully saturated, negative: inverted, a thought experiment).
+
+    Returns
+    -------
+    ndarray, shape (protocol.n_readouts, *batch)
+        ``sin(b1 alpha_k) Mzf`` at each k-space centre.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is NaN, out of range, or the shapes do not broadcast.
+    """
+    b1 = _param("b1 (relative B1+)", b1)
+    tissue = [np.shape(v) for v in (r1f, psr, kmf, m0f) + (() if r1m is None else (r1m,))]
+    try:
+        shape = np.broadcast_shapes(*tissue, b1.shape)
+    except ValueError:
+        raise ValueError(f"b1 of shape {b1.shape} and the tissue parameters of shapes {tissue} do not broadcast") from None
+    if isinstance(inversion_pulse, HyperbolicSecantPulse):
+        fraction = inversion_pulse.bound_fraction(b1, t2m, lineshape)
+    else:
+        fraction = inversion_pulse
+    model = TwoPool(r1f, psr, kmf, r1m, m0f, t2m, lineshape, fraction)
+    return mpnrage_signals(model, protocol, np.broadcast_to(b1, shape), pulse_duration)
+
+
+def apparent_single_pool_t1(
+    r1f,
+    psr,
+    protocol: MPnRAGEProtocol,
+    b1=1.0,
+    b1_corrected: bool = True,
+    **twopool,
+) -> np.ndarray:
+    """T1 (s) that a single-pool lookup table on ``S_12`` reads from two-pool tissue.
+
+    Simulates the two-pool signals (:func:`gre_signals_twopool`), forms ``S_12`` (Marques et al.
+    2010, eq. 3) and reads it with the single-pool lookup table
+    :func:`qt1lib.estimate.lut.lut_t1`, as a user of MP2RAGE would.
+
+    Parameters
+    ----------
+    r1f, psr : array_like
+        Tissue (see :class:`TwoPool`); other two-pool keywords go in ``**twopool``.
+    protocol : MPnRAGEProtocol
+        The acquisition.
+    b1 : array_like
+        True relative B1+ of the tissue.
+    b1_corrected : bool, default True
+        Read with the B1-corrected table at the true B1+ (a perfect B1 map, Marques & Gruetter
+        2013), so that only the two-pool physics biases the result; False: the nominal table.
+
+    Returns
+    -------
+    ndarray
+        Apparent T1 (s); values of ``S_12`` beyond the table's monotonic branch map to its ends.
+    """
+    gre = gre_signals_twopool(r1f, psr, protocol, b1, **twopool)
+    s12 = uni(gre[0], gre[1])
+    b1 = np.asarray(b1, dtype=float)
+    nominal = not b1_corrected or bool(np.all(b1 == 1.0))
+    return lut_t1(s12, protocol, None if nominal else b1)
+
+
+# ---------------------------------------------------------------------------------- tissues
+@dataclass(frozen=True)
+class TwoPoolTissue:
+    """Default two-pool parameters of one tissue class.
+
+    Parameters
+    ----------
+    name : str
+        Tissue label.
+    r1f : float
+        Free-pool R1 (s^-1).
+    psr : float
+        Pool size ratio M0m / M0f.
+    kmf : float
+        Exchange rate m -> f (s^-1).
+    m0f : float
+        Relative free-water proton density (CSF = 1).
+    source : str
+        Where each number comes from.
+    """
+
+    name: str
+    r1f: float
+    psr: float
+    kmf: float
+    m0f: float
+    source: str = field(default="", compare=False)
+
+    @property
+    def t1f(self) -> float:
+        """1 / R1f (s)."""
+        return 1.0 / self.r1f
+
+
+_KMF_SRC = "kmf 14.5 s^-1: SIR-qMT toolbox fixed value for human brain"
+_PD_SRC = "relative proton density: DESIGN.md 4.4 starting value (not verified against a paper)"
+
+#: Default 7 T two-pool tissue parameters for the digital cohort.
+TISSUES_7T: dict[str, TwoPoolTissue] = {
+    "WM": TwoPoolTissue(
+        "WM",
+        r1f=1.0 / 1.349,
+        psr=0.114,
+        kmf=KMF_HUMAN_BRAIN,
+        m0f=0.69,
+        source=(
+            "R1f = 1/1.349 s: long T1 component of WM at 7 T, Rioux et al. 2016 (MRM 75:2265, abstract); "
+            "PSR 0.114: WM at 3 T, Dortch et al. 2011 (MRM 66:1346, abstract), assumed field independent; "
+            f"{_KMF_SRC}; {_PD_SRC}"
+        ),
+    ),
+    "subcortical_GM": TwoPoolTissue(
+        "subcortical_GM",
+        r1f=1.0 / 1.664,
+        psr=0.09,
+        kmf=KMF_HUMAN_BRAIN,
+        m0f=0.8,
+        source=(
+            "R1f = 1/1.664 s: mean of putamen (1.644 s) and caudate head (1.684 s) T1 at 7 T, Wright et al. "
+            "2008 (MAGMA 21:121, abstract; mono-exponential MPRAGE fit, so slightly MT-weighted); PSR 0.09: "
+            "assumption between the WM and GM values of Dortch et al. 2011 (DESIGN.md 4.4 starting value); "
+            f"{_KMF_SRC}; {_PD_SRC}"
+        ),
+    ),
+    "cortical_GM": TwoPoolTissue(
+        "cortical_GM",
+        r1f=1.0 / 1.939,
+        psr=0.075,
+        kmf=KMF_HUMAN_BRAIN,
+        m0f=0.8,
+        source=(
+            "R1f = 1/1.939 s: cortical GM T1 at 7 T, Wright et al. 2008 (MAGMA 21:121, abstract); PSR 0.075: "
+            f"GM at 3 T, Dortch et al. 2011 (abstract); {_KMF_SRC}; {_PD_SRC}"
+        ),
+    ),
+    "CSF": TwoPoolTissue(
+        "CSF",
+        r1f=1.0 / 4.4,
+        psr=0.0,
+        kmf=KMF_HUMAN_BRAIN,
+        m0f=1.0,
+        source=(
+            "T1 4.4 s: DESIGN.md 4.4 starting value (recalled from Rooney et al. 2007, MRM 57:308; not verified "
+            "here); PSR 0: no macromolecules; " + _PD_SRC
+        ),
+    ),
+}
