@@ -9,6 +9,9 @@ Modules
 protocols  Acquisition protocols with their sources.
 sequences  Signal models (steady-state chains of affine maps of Mz).
 estimate   T1 estimators: lookup table, MAP with posterior, Cramer-Rao bound.
+calibrate  Patch-based ResNet-18 calibration, four folds leave one subject out, baselines.
+stats      Error metrics per tissue and fold, paired tests, mixed model, Bland-Altman.
+plots      Figure helpers shared by the chapters.
 study      The study runner: papermill over the notebooks, then the book.
 """
 

@@ -1,0 +1,233 @@
+"""Leave-one-subject-out cross-validation of the calibration network and its baselines.
+
+For each fold (:func:`~qt1lib.calibrate.folds.make_folds`) :func:`run_cross_validation`
+
+1. trains the ResNet-18 on the training subjects (resuming from the fold's checkpoint, or
+   loading its finished model: :func:`~qt1lib.calibrate.train.train_model`);
+2. fits the baselines on the same subjects (:mod:`~qt1lib.calibrate.baselines`);
+3. calibrates the held-out subject with every method (whole-volume inference for the
+   network) and hands each map to a callback (e.g. a BIDS derivative writer);
+4. collects the scored voxels of the held-out subject into a tidy voxel table.
+
+Methods (column ``method``): ``"none"`` (the MAP MP2RAGE T1), ``"global_linear"``,
+``"tissue_linear"`` (uses the segmentation) and ``"resnet"``. All methods are scored on the
+same voxels: in the brain mask, in the configured tissues, with a finite reference and finite
+estimates from every method.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..stats import TISSUE_LABELS, TISSUES, fold_summary, tissue_metrics
+from .baselines import fit_global_linear, fit_tissue_linear, no_calibration
+from .config import CalibrationConfig
+from .data import SubjectData
+from .folds import Fold, fold_seed, make_folds
+from .train import MODEL_FILE, train_model
+
+__all__ = ["METHODS", "METHOD_NAMES", "CrossValidationResult", "run_cross_validation", "voxel_table"]
+
+#: Method identifiers, in table order.
+METHODS: tuple[str, ...] = ("none", "global_linear", "tissue_linear", "resnet")
+#: Human-readable method names for figures and tables.
+METHOD_NAMES: dict[str, str] = {
+    "none": "no calibration",
+    "global_linear": "global linear",
+    "tissue_linear": "per-tissue linear",
+    "resnet": "ResNet-18",
+}
+
+MapWriter = Callable[[str, str, np.ndarray], None]
+
+
+@dataclass
+class CrossValidationResult:
+    """Everything a cross-validation produced.
+
+    Attributes
+    ----------
+    folds : list of Fold
+    voxels : DataFrame
+        One row per scored voxel of each held-out subject and method: ``fold``, ``subject``,
+        ``method``, ``tissue`` (name), ``label``, ``voxel`` (flat index into the subject's
+        grid), ``estimate`` and ``reference`` (T1, s). The input of :mod:`qt1lib.stats`.
+    metrics : DataFrame
+        :func:`qt1lib.stats.tissue_metrics` of ``voxels``: per fold, method and tissue.
+    history : DataFrame
+        Training curves: ``fold``, ``subject`` (the test subject), ``epoch``, ``train_loss``,
+        ``val_loss``, ``seconds``, ``best`` (the epoch whose weights were kept).
+    model_paths : dict of str to Path
+        Test subject -> its fold's ``model.pt``.
+    maps : dict of str to dict of str to ndarray
+        Test subject -> method -> calibrated T1 map (s, NaN outside the mask), when kept.
+    """
+
+    folds: list[Fold]
+    voxels: pd.DataFrame
+    metrics: pd.DataFrame
+    history: pd.DataFrame
+    model_paths: dict[str, Path]
+    maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """:func:`qt1lib.stats.fold_summary` of :attr:`metrics` (mean and sd across folds)."""
+        return fold_summary(self.metrics)
+
+
+def _tissue_name(label: int) -> str:
+    return TISSUE_LABELS.get(int(label), f"label {int(label)}")
+
+
+def voxel_table(
+    subject_id: str,
+    subject: SubjectData,
+    maps: Mapping[str, np.ndarray],
+    tissues: tuple[int, ...],
+    fold: int,
+) -> pd.DataFrame:
+    """Tidy rows of the scored voxels of one subject for several calibrated maps.
+
+    Parameters
+    ----------
+    subject_id : str
+    subject : SubjectData
+        Provides the reference, mask and labels.
+    maps : mapping of str to ndarray
+        Method -> T1 map (s) on the subject's grid.
+    tissues : tuple of int
+        Tissue labels scored.
+    fold : int
+        Fold number written in the ``fold`` column.
+
+    Returns
+    -------
+    DataFrame
+        Columns as :attr:`CrossValidationResult.voxels`; the same voxels, in the same order,
+        for every method (those where every map and the reference are finite).
+    """
+    keep = subject.scored(tissues)
+    for name, m in maps.items():
+        if np.shape(m) != subject.shape:
+            raise ValueError(f"map {name!r} has shape {np.shape(m)}, expected {subject.shape}")
+        keep &= np.isfinite(m)
+    flat = np.flatnonzero(keep)
+    labels = subject.labels.ravel()[flat]
+    names = [_tissue_name(t) for t in tissues]
+    tissue_order = [t for t in TISSUES if t in names] + [n for n in names if n not in TISSUES]
+    lookup = np.full(max(tissues) + 1, -1)
+    for t in tissues:
+        lookup[t] = tissue_order.index(_tissue_name(t))
+    tissue = pd.Categorical.from_codes(lookup[labels], categories=tissue_order)
+    reference = subject.target.ravel()[flat]
+    method_order = [m for m in METHODS if m in maps] + [m for m in maps if m not in METHODS]
+    frames = [
+        pd.DataFrame(
+            {
+                "fold": fold,
+                "subject": subject_id,
+                "method": name,
+                "tissue": tissue,
+                "label": labels,
+                "voxel": flat,
+                "estimate": np.asarray(maps[name], dtype=float).ravel()[flat],
+                "reference": reference,
+            }
+        )
+        for name in method_order
+    ]
+    out = pd.concat(frames, ignore_index=True)
+    out["method"] = pd.Categorical(out["method"], categories=method_order)
+    return out
+
+
+def run_cross_validation(
+    subjects: Mapping[str, SubjectData],
+    config: CalibrationConfig,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    *,
+    device: str | torch.device | None = None,
+    write_map: MapWriter | None = None,
+    keep_maps: bool = True,
+    progress: bool = True,
+) -> CrossValidationResult:
+    """Leave-one-subject-out training, inference and scoring of the network and the baselines.
+
+    Parameters
+    ----------
+    subjects : mapping of str to SubjectData
+        Subject id -> data in the space of the IR maps (at least two subjects; the seed has
+        four, hence four folds).
+    config : CalibrationConfig
+        Network and training hyper-parameters.
+    out_dir : path
+        Fold folders ``fold-<k>_test-<subject>/`` with ``checkpoint.pt`` / ``model.pt``;
+        rerunning with the same inputs loads finished folds and resumes interrupted ones.
+    seed : int
+        Study seed; fold ``k`` trains with :func:`~qt1lib.calibrate.folds.fold_seed`
+        ``(seed, k)``.
+    device : str or torch.device, optional
+        Default: CUDA when available, else CPU.
+    write_map : callable, optional
+        Called as ``write_map(subject_id, method, t1_map)`` for each held-out subject and
+        method (T1 in s, NaN outside the brain mask).
+    keep_maps : bool
+        Keep the calibrated maps in the result (memory: 4 maps per subject).
+    progress : bool
+        Show tqdm bars.
+
+    Returns
+    -------
+    CrossValidationResult
+    """
+    out = Path(out_dir)
+    folds = make_folds(subjects)
+    tissues = config.tissues
+    voxels, histories, paths, kept = [], [], {}, {}
+    for fold in folds:
+        train = {name: subjects[name] for name in fold.train}
+        fold_dir = out / f"fold-{fold.index}_test-{fold.test}"
+        model = train_model(
+            train, config, fold_seed(seed, fold.index), fold_dir, device=device, progress=progress
+        )
+        paths[fold.test] = fold_dir / MODEL_FILE
+        test = subjects[fold.test]
+        global_fit = fit_global_linear(train.values(), tissues)
+        tissue_fit = fit_tissue_linear(train.values(), tissues)
+        t1 = no_calibration(test)
+        maps = {
+            "none": t1,
+            "global_linear": global_fit.apply(t1),
+            "tissue_linear": np.where(test.mask, tissue_fit.apply(t1, test.labels), np.nan),
+            "resnet": model.predict(test, device=device, progress=progress),
+        }
+        if write_map is not None:
+            for method, m in maps.items():
+                write_map(fold.test, method, m)
+        if keep_maps:
+            kept[fold.test] = maps
+        voxels.append(voxel_table(fold.test, test, maps, tissues, fold.index))
+        h = model.history.copy()
+        h.insert(0, "subject", fold.test)
+        h.insert(0, "fold", fold.index)
+        h["best"] = h["epoch"] == model.best_epoch
+        histories.append(h)
+    table = pd.concat(voxels, ignore_index=True)
+    for col in ("method", "tissue"):
+        table[col] = pd.Categorical(table[col], categories=voxels[0][col].cat.categories)
+    return CrossValidationResult(
+        folds=folds,
+        voxels=table,
+        metrics=tissue_metrics(table),
+        history=pd.concat(histories, ignore_index=True),
+        model_paths=paths,
+        maps=kept,
+    )

@@ -1,0 +1,483 @@
+"""Statistics of T1 agreement: per-tissue errors, fold summaries, paired tests, mixed model, Bland-Altman.
+
+The tables follow the seed study (Saunders et al. 2025, Magn. Reson. Imaging 117:110322,
+abstract): root-mean-square error (RMSE) of a T1 map against the inversion-recovery (IR)
+reference per tissue (white matter, subcortical grey matter, cortical grey matter), per
+cross-validation fold, summarised as mean +- standard deviation across the four folds.
+
+Input convention: a tidy *voxel table* (``pandas.DataFrame``), one row per voxel and method,
+with columns ``fold``, ``subject``, ``method``, ``tissue`` (a name of :data:`TISSUE_LABELS`),
+``estimate`` and ``reference`` (both T1 in s). :func:`qt1lib.calibrate.run_cross_validation`
+returns one.
+
+The seed does not state its test behind "significantly" (DESIGN.md section 5); here both a
+paired t-test and an exact Wilcoxon signed-rank test over folds are reported, with the
+caveat that with four folds the exact two-sided Wilcoxon p-value cannot fall below
+2 / 2^4 = 0.125.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+__all__ = [
+    "TISSUE_LABELS",
+    "TISSUES",
+    "SEED_RMSE",
+    "SEED_SOURCE",
+    "BlandAltman",
+    "MixedModelResult",
+    "error_metrics",
+    "tissue_metrics",
+    "fold_summary",
+    "paired_tests",
+    "wilcoxon_min_p",
+    "mixed_model",
+    "bland_altman",
+    "seed_comparison_table",
+]
+
+#: Tissue label values of a segmentation in the space of the IR maps (other values are not
+#: scored: 0 background, 4 CSF in the digital cohort's dseg). The seed's three tissue classes.
+TISSUE_LABELS: dict[int, str] = {1: "WM", 2: "subcortical GM", 3: "cortical GM"}
+#: Tissue names in table order.
+TISSUES: tuple[str, ...] = tuple(TISSUE_LABELS.values())
+
+#: Where :data:`SEED_RMSE` comes from.
+SEED_SOURCE = (
+    "Saunders et al. 2025, Magn. Reson. Imaging 117:110322, abstract: RMSE of MAP MP2RAGE T1 against "
+    "multi-TI IR T1 across four folds, before and after the ResNet-18 calibration (in vivo, 7T)"
+)
+#: Published RMSE (s), mean and sd across four folds, before and after calibration (in vivo).
+SEED_RMSE: dict[str, dict[str, tuple[float, float]]] = {
+    "WM": {"before": (0.30, 0.01), "after": (0.11, 0.02)},
+    "subcortical GM": {"before": (0.26, 0.02), "after": (0.10, 0.02)},
+    "cortical GM": {"before": (0.36, 0.02), "after": (0.17, 0.03)},
+}
+
+_VOXEL_COLUMNS = ("estimate", "reference")
+
+
+def _finite_pairs(estimate: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    e = np.asarray(estimate, dtype=float).ravel()
+    r = np.asarray(reference, dtype=float).ravel()
+    if e.shape != r.shape:
+        raise ValueError(f"estimate and reference must have the same size, got {e.size} and {r.size}")
+    keep = np.isfinite(e) & np.isfinite(r)
+    return e[keep], r[keep]
+
+
+def error_metrics(estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Agreement of an estimate with a reference over voxels where both are finite.
+
+    Parameters
+    ----------
+    estimate, reference : array_like
+        T1 values (s), same size.
+
+    Returns
+    -------
+    dict
+        ``n`` (voxels), ``bias`` = mean(estimate - reference) (s), ``rmse`` =
+        sqrt(mean((estimate - reference)^2)) (s), ``mae`` = mean |estimate - reference| (s),
+        ``pearson_r`` (Pearson correlation; NaN below 2 voxels or for a constant input).
+    """
+    e, r = _finite_pairs(estimate, reference)
+    d = e - r
+    n = d.size
+    if n == 0:
+        return {"n": 0, "bias": np.nan, "rmse": np.nan, "mae": np.nan, "pearson_r": np.nan}
+    ec, rc = e - e.mean(), r - r.mean()
+    denom = np.sqrt(np.sum(ec**2) * np.sum(rc**2))
+    pearson = float(np.sum(ec * rc) / denom) if n > 1 and denom > 0 else np.nan
+    return {
+        "n": int(n),
+        "bias": float(d.mean()),
+        "rmse": float(np.sqrt(np.mean(d**2))),
+        "mae": float(np.mean(np.abs(d))),
+        "pearson_r": pearson,
+    }
+
+
+def _check_columns(df: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} lacks columns {missing}; it has {list(df.columns)}")
+
+
+def _ordered_tissues(df: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``df`` whose ``tissue`` column is categorical in :data:`TISSUES` order (others after, sorted)."""
+    if "tissue" not in df.columns or isinstance(df["tissue"].dtype, pd.CategoricalDtype):
+        return df
+    present = set(df["tissue"])
+    order = [t for t in TISSUES if t in present] + sorted(present - set(TISSUES))
+    return df.assign(tissue=pd.Categorical(df["tissue"], categories=order))
+
+
+def tissue_metrics(
+    voxels: pd.DataFrame, by: tuple[str, ...] = ("fold", "subject", "method", "tissue")
+) -> pd.DataFrame:
+    """:func:`error_metrics` for every group of a voxel table.
+
+    Parameters
+    ----------
+    voxels : DataFrame
+        Voxel table (module docstring); rows with a non-finite estimate or reference are
+        ignored.
+    by : tuple of str
+        Grouping columns.
+
+    Returns
+    -------
+    DataFrame
+        One row per group: the ``by`` columns, ``n``, ``bias``, ``rmse``, ``mae``,
+        ``pearson_r`` (T1 differences in s).
+    """
+    _check_columns(voxels, tuple(by) + _VOXEL_COLUMNS, "voxels")
+    voxels = _ordered_tissues(voxels)
+    e = voxels["estimate"].to_numpy(float)
+    r = voxels["reference"].to_numpy(float)
+    keep = np.isfinite(e) & np.isfinite(r)
+    df = voxels.loc[keep, list(by)].copy()
+    e, r = e[keep], r[keep]
+    d = e - r
+    df["d"], df["d2"], df["ad"] = d, d**2, np.abs(d)
+    df["e"], df["r"], df["ee"], df["rr"], df["er"] = e, r, e * e, r * r, e * r
+    g = df.groupby(list(by), observed=True, sort=True)
+    s = g[["d", "d2", "ad", "e", "r", "ee", "rr", "er"]].mean()
+    n = g.size()
+    cov = s["er"] - s["e"] * s["r"]
+    var_e = (s["ee"] - s["e"] ** 2).clip(lower=0)
+    var_r = (s["rr"] - s["r"] ** 2).clip(lower=0)
+    denom = np.sqrt(var_e * var_r)
+    pearson = (cov / denom.where(denom > 0)).where(n > 1)
+    out = pd.DataFrame(
+        {
+            "n": n,
+            "bias": s["d"],
+            "rmse": np.sqrt(s["d2"]),
+            "mae": s["ad"],
+            "pearson_r": pearson.clip(-1, 1),
+        }
+    )
+    return out.reset_index()
+
+
+def fold_summary(
+    metrics: pd.DataFrame,
+    values: tuple[str, ...] = ("rmse", "bias", "mae", "pearson_r"),
+    by: tuple[str, ...] = ("method", "tissue"),
+) -> pd.DataFrame:
+    """Mean and standard deviation across folds, as the seed reports RMSE (mean +- sd).
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        Output of :func:`tissue_metrics` (one row per fold, method and tissue).
+    values : tuple of str
+        Metric columns to summarise.
+    by : tuple of str
+        Grouping columns kept.
+
+    Returns
+    -------
+    DataFrame
+        The ``by`` columns, ``n_folds``, and ``<value>_mean``, ``<value>_sd`` for each value;
+        the sd has ``ddof = 1`` (sample standard deviation; the seed does not say which).
+    """
+    _check_columns(metrics, tuple(by) + tuple(values) + ("fold",), "metrics")
+    metrics = _ordered_tissues(metrics)
+    g = metrics.groupby(list(by), observed=True, sort=True)
+    out = pd.DataFrame({"n_folds": g["fold"].nunique()})
+    for v in values:
+        out[f"{v}_mean"] = g[v].mean()
+        out[f"{v}_sd"] = g[v].std(ddof=1)
+    return out.reset_index()
+
+
+def wilcoxon_min_p(n: int) -> float:
+    """Smallest two-sided p-value of an exact Wilcoxon signed-rank test with ``n`` pairs.
+
+    Under the null hypothesis each of the ``2^n`` sign patterns of the ranked differences is
+    equally likely (Wilcoxon 1945); the most extreme statistic is reached by the two
+    patterns with all signs equal, so p >= 2 / 2^n (0.125 for four folds).
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive number of pairs, got {n!r}")
+    return min(1.0, 2.0 / 2.0**n)
+
+
+def paired_tests(
+    metrics: pd.DataFrame, before: str = "none", after: str = "resnet", metric: str = "rmse"
+) -> pd.DataFrame:
+    """Paired tests over folds of a metric before and after calibration, per tissue.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        Output of :func:`tissue_metrics` with columns ``fold``, ``method``, ``tissue``.
+    before, after : str
+        Methods compared (e.g. ``"none"``, no calibration, and ``"resnet"``).
+    metric : str
+        Metric column (``"rmse"``, ``"mae"``, ``"bias"``, ...).
+
+    Returns
+    -------
+    DataFrame
+        Per tissue: ``n_folds``, ``mean_before``, ``mean_after``, ``mean_difference``
+        (after - before), ``t``, ``p_t`` (two-sided paired t-test, Student 1908;
+        ``scipy.stats.ttest_rel``), ``w``, ``p_wilcoxon`` (exact two-sided Wilcoxon
+        signed-rank test, Wilcoxon 1945; ``scipy.stats.wilcoxon(method="exact")``) and
+        ``p_wilcoxon_min`` (:func:`wilcoxon_min_p`: with four folds the Wilcoxon test cannot
+        give p < 0.125, however large the effect).
+
+    Raises
+    ------
+    ValueError
+        If a method is missing or the folds of the two methods differ.
+    """
+    _check_columns(metrics, ("fold", "method", "tissue", metric), "metrics")
+    metrics = _ordered_tissues(metrics)
+    rows = []
+    for method in (before, after):
+        if method not in set(metrics["method"]):
+            raise ValueError(f"method {method!r} is not in metrics (methods: {sorted(set(metrics['method']))})")
+    for tissue, g in metrics.groupby("tissue", observed=True, sort=True):
+        wide = g.pivot_table(index="fold", columns="method", values=metric, observed=True)
+        if wide[[before, after]].isna().any().any():
+            raise ValueError(f"tissue {tissue!r}: methods {before!r} and {after!r} do not share the same folds")
+        b, a = wide[before].to_numpy(float), wide[after].to_numpy(float)
+        n = b.size
+        if n >= 2:
+            t = sps.ttest_rel(a, b)
+            t_stat, p_t = float(t.statistic), float(t.pvalue)
+        else:
+            t_stat = p_t = np.nan
+        if n >= 1 and np.any(a != b):
+            w = sps.wilcoxon(a, b, method="exact", alternative="two-sided")
+            w_stat, p_w = float(w.statistic), float(w.pvalue)
+        else:
+            w_stat = p_w = np.nan
+        rows.append(
+            {
+                "tissue": tissue,
+                "n_folds": n,
+                "mean_before": b.mean(),
+                "mean_after": a.mean(),
+                "mean_difference": float(np.mean(a - b)),
+                "t": t_stat,
+                "p_t": p_t,
+                "w": w_stat,
+                "p_wilcoxon": p_w,
+                "p_wilcoxon_min": wilcoxon_min_p(n),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class MixedModelResult:
+    """A fitted linear mixed model of absolute error.
+
+    Attributes
+    ----------
+    table : DataFrame
+        Fixed effects: ``term``, ``coef`` (s), ``se``, ``z``, ``p``, ``ci_low``, ``ci_high``.
+    result : statsmodels MixedLMResults
+        The full fit (``result.summary()``).
+    formula : str
+        The model formula.
+    n_rows : int
+        Voxel rows used (after subsampling).
+    """
+
+    table: pd.DataFrame
+    result: Any
+    formula: str
+    n_rows: int
+
+
+def mixed_model(
+    voxels: pd.DataFrame,
+    reference_method: str = "none",
+    max_voxels_per_cell: int | None = 2000,
+    seed: int = 0,
+) -> MixedModelResult:
+    """Linear mixed model of the absolute error by method and tissue, subject as group.
+
+    ``|estimate - reference| ~ method * tissue + (1 | subject)``, fitted by REML with
+    ``statsmodels.formula.api.mixedlm`` (Lindstrom & Bates 1988). Treatment coding: the
+    intercept is ``reference_method`` in WM; coefficients are differences in mean absolute
+    error (s).
+
+    Voxels within a subject are spatially correlated, so voxel-level standard errors are
+    optimistic, and four subjects estimate the random-intercept variance poorly: read the
+    model as a description of effect sizes, and the fold-level :func:`paired_tests` for
+    inference.
+
+    Parameters
+    ----------
+    voxels : DataFrame
+        Voxel table (module docstring) with ``subject``, ``method``, ``tissue``.
+    reference_method : str
+        Method of the intercept.
+    max_voxels_per_cell : int or None
+        At most this many voxels per (subject, method, tissue), drawn at random, to keep the
+        fit fast; ``None`` keeps all. The same voxels are kept for every method: the rows of
+        each method must list a subject's voxels in the same order, as
+        :func:`qt1lib.calibrate.run_cross_validation` writes them.
+    seed : int
+        Seed of the subsampling.
+
+    Returns
+    -------
+    MixedModelResult
+    """
+    import statsmodels.formula.api as smf
+
+    _check_columns(voxels, ("subject", "method", "tissue") + _VOXEL_COLUMNS, "voxels")
+    methods = list(dict.fromkeys(voxels["method"]))
+    if reference_method not in methods:
+        raise ValueError(f"reference_method {reference_method!r} is not a method of voxels ({methods})")
+    df = voxels[["subject", "method", "tissue", "estimate", "reference"]].copy()
+    df["abs_error"] = np.abs(df["estimate"].to_numpy(float) - df["reference"].to_numpy(float))
+    df = df[np.isfinite(df["abs_error"])]
+    if max_voxels_per_cell is not None:
+        if max_voxels_per_cell < 1:
+            raise ValueError(f"max_voxels_per_cell must be a positive integer or None, got {max_voxels_per_cell!r}")
+        rng = np.random.default_rng(seed)
+        # The same voxels for every method: rank voxels within (subject, tissue, method) by order,
+        # and keep ranks drawn once per (subject, tissue).
+        df["_rank"] = df.groupby(["subject", "tissue", "method"], observed=True).cumcount()
+        sizes = df.groupby(["subject", "tissue"], observed=True)["_rank"].max() + 1
+        keep = []
+        for key, size in sizes.items():
+            chosen = np.sort(rng.permutation(int(size))[:max_voxels_per_cell])
+            keep.append(pd.DataFrame({"subject": key[0], "tissue": key[1], "_rank": chosen}))
+        df = df.merge(pd.concat(keep), on=["subject", "tissue", "_rank"]).drop(columns="_rank")
+    df = _ordered_tissues(df.assign(tissue=df["tissue"].astype(str)))
+    order = [reference_method] + [m for m in methods if m != reference_method]
+    df["method"] = pd.Categorical(df["method"], categories=order)
+    formula = "abs_error ~ C(method) * C(tissue)"
+    fit = smf.mixedlm(formula, df, groups=df["subject"]).fit(reml=True)
+    ci = fit.conf_int()
+    names = list(fit.fe_params.index)
+    table = pd.DataFrame(
+        {
+            "term": names,
+            "coef": fit.fe_params.to_numpy(),
+            "se": fit.bse_fe.to_numpy(),
+            "z": fit.tvalues[names].to_numpy(),
+            "p": fit.pvalues[names].to_numpy(),
+            "ci_low": ci.loc[names, 0].to_numpy(),
+            "ci_high": ci.loc[names, 1].to_numpy(),
+        }
+    )
+    return MixedModelResult(table=table, result=fit, formula=formula + " + (1 | subject)", n_rows=len(df))
+
+
+@dataclass(frozen=True)
+class BlandAltman:
+    """Bland-Altman agreement statistics (Bland & Altman 1986, Lancet 1(8476):307).
+
+    Attributes
+    ----------
+    n : int
+        Pairs used.
+    mean_difference : float
+        Mean of ``estimate - reference`` (s): the bias.
+    sd_difference : float
+        Sample standard deviation (ddof = 1) of the differences (s).
+    lower, upper : float
+        Limits of agreement ``mean_difference -+ z * sd_difference`` (s).
+    z : float
+        Normal quantile of the limits (1.96 for 95 %).
+    """
+
+    n: int
+    mean_difference: float
+    sd_difference: float
+    lower: float
+    upper: float
+    z: float
+
+
+def bland_altman(estimate: np.ndarray, reference: np.ndarray, z: float = 1.96) -> BlandAltman:
+    """Bias and 95 % limits of agreement of ``estimate`` against ``reference``.
+
+    Parameters
+    ----------
+    estimate, reference : array_like
+        Paired values (s); pairs with a non-finite member are dropped.
+    z : float
+        Normal quantile of the limits; default 1.96, the 95 % limits of Bland & Altman 1986.
+
+    Returns
+    -------
+    BlandAltman
+
+    Raises
+    ------
+    ValueError
+        With fewer than two finite pairs, or a non-positive ``z``.
+    """
+    if not (np.isfinite(z) and z > 0):
+        raise ValueError(f"z must be a positive normal quantile, got {z!r}")
+    e, r = _finite_pairs(estimate, reference)
+    if e.size < 2:
+        raise ValueError(f"bland_altman needs at least two finite pairs, got {e.size}")
+    d = e - r
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    return BlandAltman(
+        n=int(d.size), mean_difference=mean, sd_difference=sd, lower=mean - z * sd, upper=mean + z * sd, z=z
+    )
+
+
+def seed_comparison_table(
+    summary: pd.DataFrame, before: str = "none", after: str = "resnet", formatted: bool = True
+) -> pd.DataFrame:
+    """The seed's published RMSE beside this study's, labelled in vivo versus simulated.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Output of :func:`fold_summary` (columns ``method``, ``tissue``, ``rmse_mean``,
+        ``rmse_sd``).
+    before, after : str
+        Methods shown as "before" and "after" calibration.
+    formatted : bool
+        If true, cells are strings ``"0.30 ± 0.01"`` (s, two decimals as published);
+        otherwise numeric columns ``(<source>, <stage>, mean|sd)``.
+
+    Returns
+    -------
+    DataFrame
+        Index: tissue (WM, subcortical GM, cortical GM). Columns: ``("in vivo (Saunders et al.
+        2025)", "before"|"after")`` from :data:`SEED_RMSE` and ``("simulated (this book)",
+        "before"|"after")`` from ``summary``.
+    """
+    _check_columns(summary, ("method", "tissue", "rmse_mean", "rmse_sd"), "summary")
+    vivo, sim = "in vivo (Saunders et al. 2025)", "simulated (this book)"
+    cols = pd.MultiIndex.from_product([[vivo, sim], ["before", "after"], ["mean", "sd"]])
+    table = pd.DataFrame(index=pd.Index(TISSUES, name="tissue"), columns=cols, dtype=float)
+    indexed = summary.set_index(["method", "tissue"])
+    for tissue in TISSUES:
+        for stage, method in (("before", before), ("after", after)):
+            table.loc[tissue, (vivo, stage, "mean")], table.loc[tissue, (vivo, stage, "sd")] = SEED_RMSE[tissue][stage]
+            if (method, tissue) in indexed.index:
+                row = indexed.loc[(method, tissue)]
+                table.loc[tissue, (sim, stage, "mean")] = row["rmse_mean"]
+                table.loc[tissue, (sim, stage, "sd")] = row["rmse_sd"]
+    if not formatted:
+        return table
+    out = pd.DataFrame(index=table.index, columns=pd.MultiIndex.from_product([[vivo, sim], ["before", "after"]]))
+    for source in (vivo, sim):
+        for stage in ("before", "after"):
+            m, s = table[(source, stage, "mean")], table[(source, stage, "sd")]
+            out[(source, stage)] = [f"{a:.2f} ± {b:.2f}" if np.isfinite(a) else "n/a" for a, b in zip(m, s)]
+    return out
