@@ -5,13 +5,13 @@ import pytest
 from scipy.integrate import quad
 from scipy.linalg import expm
 
+from qt1lib.estimate.apparent import apparent_single_pool_t1
 from qt1lib.protocols import MARQUES_7T, SEED_7T_MP3RAGE
 from qt1lib.sequences.mpnrage import gre_signals, uni
 from qt1lib.sequences.twopool import (
     SIEMENS_HS_INVERSION,
     TISSUES_7T,
     TwoPool,
-    apparent_single_pool_t1,
     excitation_bound_fraction,
     gre_signals_twopool,
     lineshape,

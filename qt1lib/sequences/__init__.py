@@ -11,14 +11,13 @@ from .mpnrage import (
     uni,
 )
 from .sir import exchange_rates, sir_signal
-from .twopool import TISSUES_7T, TwoPool, TwoPoolTissue, apparent_single_pool_t1, gre_signals_twopool
+from .twopool import TISSUES_7T, TwoPool, TwoPoolTissue, gre_signals_twopool
 
 __all__ = [
     "AffineMap",
     "TISSUES_7T",
     "TwoPool",
     "TwoPoolTissue",
-    "apparent_single_pool_t1",
     "exchange_rates",
     "gre_signals_twopool",
     "sir_signal",

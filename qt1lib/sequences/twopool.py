@@ -37,8 +37,7 @@ import numpy as np
 
 from ..protocols import MPnRAGEProtocol
 from .chain import AffineMap
-from ..estimate.lut import lut_t1
-from .mpnrage import mpnrage_signals, uni
+from .mpnrage import mpnrage_signals
 
 __all__ = [
     "KMF_HUMAN_BRAIN",
@@ -54,7 +53,6 @@ __all__ = [
     "excitation_bound_fraction",
     "TwoPool",
     "gre_signals_twopool",
-    "apparent_single_pool_t1",
     "TwoPoolTissue",
     "TISSUES_7T",
 ]
@@ -452,44 +450,6 @@ def gre_signals_twopool(
         fraction = inversion_pulse
     model = TwoPool(r1f, psr, kmf, r1m, m0f, t2m, lineshape, fraction)
     return mpnrage_signals(model, protocol, np.broadcast_to(b1, shape), pulse_duration)
-
-
-def apparent_single_pool_t1(
-    r1f,
-    psr,
-    protocol: MPnRAGEProtocol,
-    b1=1.0,
-    b1_corrected: bool = True,
-    **twopool,
-) -> np.ndarray:
-    """T1 (s) that a single-pool lookup table on ``S_12`` reads from two-pool tissue.
-
-    Simulates the two-pool signals (:func:`gre_signals_twopool`), forms ``S_12`` (Marques et al.
-    2010, eq. 3) and reads it with the single-pool lookup table
-    :func:`qt1lib.estimate.lut.lut_t1`, as a user of MP2RAGE would.
-
-    Parameters
-    ----------
-    r1f, psr : array_like
-        Tissue (see :class:`TwoPool`); other two-pool keywords go in ``**twopool``.
-    protocol : MPnRAGEProtocol
-        The acquisition.
-    b1 : array_like
-        True relative B1+ of the tissue.
-    b1_corrected : bool, default True
-        Read with the B1-corrected table at the true B1+ (a perfect B1 map, Marques & Gruetter
-        2013), so that only the two-pool physics biases the result; False: the nominal table.
-
-    Returns
-    -------
-    ndarray
-        Apparent T1 (s); values of ``S_12`` beyond the table's monotonic branch map to its ends.
-    """
-    gre = gre_signals_twopool(r1f, psr, protocol, b1, **twopool)
-    s12 = uni(gre[0], gre[1])
-    b1 = np.asarray(b1, dtype=float)
-    nominal = not b1_corrected or bool(np.all(b1 == 1.0))
-    return lut_t1(s12, protocol, None if nominal else b1)
 
 
 # ---------------------------------------------------------------------------------- tissues
