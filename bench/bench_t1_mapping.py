@@ -1,0 +1,114 @@
+"""Whole-volume T1 mapping benchmark: seconds and peak memory per estimator.
+
+Simulates ``--n-voxels`` voxels of the seed 7T MP3RAGE (all three readouts; T1 uniform in
+0.6..4.5 s, B1+ uniform in 0.6..1.4, |c| uniform in 0.6..1.0 with a random phase, complex
+Gaussian noise of std ``--sigma`` per real / imaginary part, default the seed's 0.005 of M0)
+and maps T1 with
+
+* the lookup table on S_12 (Marques et al. 2010) and its B1-corrected 2-D version,
+* the seed's Monte-Carlo histogram MAP (MP2RAGE: S_12; MP3RAGE: S_12, S_13), building the
+  histogram (``--seed-trials`` trials per T1) and mapping timed separately,
+* the exact-likelihood MAP with posterior mean / std (MP2RAGE, MP3RAGE, without and with the
+  B1 map).
+
+Each step runs twice: once timed, once under ``tracemalloc`` (which NumPy reports to) for
+its peak of traced allocations above what was allocated before it; the input volume is not
+counted. Each exact-MAP fit follows the build of its dictionary (cached, not re-counted).
+The RMSE against the true T1 is printed for orientation only (the chapter
+``notebooks/02_map_vs_point.ipynb`` studies accuracy).
+
+Usage::
+
+    python bench/bench_t1_mapping.py                 # 1 million voxels
+    python bench/bench_t1_mapping.py --n-voxels 200000 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import tracemalloc
+
+import numpy as np
+
+from qt1lib.estimate.lut import lut_t1
+from qt1lib.estimate.map import ExactMAPModel, SeedMAPModel
+from qt1lib.protocols import SEED_7T_MP2RAGE, SEED_7T_MP3RAGE
+from qt1lib.sequences import combinations, gre_signals, uni
+
+
+def simulate(n: int, sigma: float, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t1 = rng.uniform(0.6, 4.5, n)
+    b1 = rng.uniform(0.6, 1.4, n)
+    scale = rng.uniform(0.6, 1.0, n) * np.exp(2j * np.pi * rng.random(n))
+    y = scale * gre_signals(t1, SEED_7T_MP3RAGE, b1)
+    y += rng.normal(0, sigma, y.shape) + 1j * rng.normal(0, sigma, y.shape)
+    return {"t1": t1, "b1": b1, "y": y}
+
+
+def measure(name: str, step, truth: np.ndarray | None, results: list[dict], memory: bool, reset=None) -> object:
+    """Time ``step`` (without tracing: ``tracemalloc`` slows NumPy-heavy code by up to half), then
+    run it again under ``tracemalloc`` for its peak memory when ``memory`` (after ``reset()``)."""
+    start = time.perf_counter()
+    out = step()
+    seconds = time.perf_counter() - start
+    peak = float("nan")
+    if memory:
+        if reset is not None:
+            reset()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        step()
+        peak = (tracemalloc.get_traced_memory()[1] - base) / 2**20
+        tracemalloc.stop()
+    t1_map = getattr(out, "map", out)
+    rmse = float(np.sqrt(np.nanmean((t1_map - truth) ** 2))) if truth is not None else float("nan")
+    results.append({"step": name, "seconds": seconds, "peak_MiB": peak, "rmse_s": rmse})
+    print(f"{name:<38s} {seconds:9.2f} {peak:10.1f} {rmse:9.3f}", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-voxels", type=int, default=1_000_000, help="voxels to map (default 1e6)")
+    parser.add_argument("--sigma", type=float, default=0.005, help="noise std per real/imaginary part, units of M0")
+    parser.add_argument("--seed-trials", type=int, default=100_000, help="Monte-Carlo trials per T1 of the seed's histogram")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--json", help="also write the table to this JSON file")
+    parser.add_argument("--no-memory", action="store_true", help="skip the second, memory-traced run of each step")
+    args = parser.parse_args()
+
+    data = simulate(args.n_voxels, args.sigma, args.seed)
+    t1, b1, y = data["t1"], data["b1"], data["y"]
+    print(f"{args.n_voxels} voxels, sigma = {args.sigma}, {platform.processor() or platform.machine()}")
+    print(f"{'step':<38s} {'seconds':>9s} {'peak MiB':>10s} {'RMSE (s)':>9s}")
+    results: list[dict] = []
+    s12 = uni(y[0], y[1])
+    measure("LUT S12", lambda: lut_t1(s12, SEED_7T_MP2RAGE), t1, results, not args.no_memory)
+    measure("LUT S12, B1-corrected", lambda: lut_t1(s12, SEED_7T_MP2RAGE, b1=b1), t1, results, not args.no_memory)
+    for protocol, label in ((SEED_7T_MP2RAGE, "MP2RAGE"), (SEED_7T_MP3RAGE, "MP3RAGE")):
+        model = measure(
+            f"seed MAP {label}: build histogram",
+            lambda: SeedMAPModel(protocol, args.sigma, args.seed_trials, args.seed),
+            None,
+            results,
+            not args.no_memory,
+        )
+        s = combinations(y, protocol)
+        measure(f"seed MAP {label}: map volume", lambda: model.fit(s), t1, results, not args.no_memory)
+    for protocol, label in ((SEED_7T_MP2RAGE, "MP2RAGE"), (SEED_7T_MP3RAGE, "MP3RAGE")):
+        model = ExactMAPModel(protocol, args.sigma)
+        measure(f"exact MAP {label}: dictionary", lambda: model.dictionary(False), None, results, not args.no_memory, model.clear_dictionaries)
+        measure(f"exact MAP {label}", lambda: model.fit(y), t1, results, not args.no_memory)
+        measure(f"exact MAP {label}: B1 dictionary", lambda: model.dictionary(True), None, results, not args.no_memory, model.clear_dictionaries)
+        measure(f"exact MAP {label}, B1 map", lambda: model.fit(y, b1=b1), t1, results, not args.no_memory)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"n_voxels": args.n_voxels, "sigma": args.sigma, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
