@@ -50,6 +50,7 @@ __all__ = [
 PROFILES = ("smoke", "quick", "paper")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 @dataclass(frozen=True)
@@ -121,15 +122,25 @@ def execute_chapter(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.running.ipynb")
+    # The kernel inherits this process's environment: a non-interactive backend such as Agg
+    # (common in CI) would drop every figure from the executed notebook, and so from the book.
+    previous_backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
     start = time.perf_counter()
-    pm.execute_notebook(
-        str(chapter.path),
-        str(tmp),
-        parameters=parameters,
-        cwd=str(REPO_ROOT),
-        kernel_name="python3",
-        progress_bar=False,
-    )
+    try:
+        pm.execute_notebook(
+            str(chapter.path),
+            str(tmp),
+            parameters=parameters,
+            cwd=str(REPO_ROOT),
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    finally:
+        if previous_backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = previous_backend
     elapsed = time.perf_counter() - start
     _hide_injected_parameters(tmp)
     os.replace(tmp, output)
@@ -241,7 +252,6 @@ def run_study(
     work_dir = Path(work_dir or REPO_ROOT / "work" / profile).resolve()
     bids_dir = Path(bids_dir or work_dir / "bids").resolve()
     src = prepare_sources(build_dir)
-    os.environ.setdefault("MPLBACKEND", "Agg")
     timings: dict[str, float] = {}
     chapters = find_chapters(only=only)
     for i, chapter in enumerate(chapters, 1):

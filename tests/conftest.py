@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,6 @@ class SmokeBuild:
 @pytest.fixture(scope="session")
 def smoke_build(tmp_path_factory) -> SmokeBuild:
     """Execute every chapter with its ``smoke`` parameters into one build tree (once per session)."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
     build_dir = tmp_path_factory.mktemp("smoke-build")
     work_dir = build_dir / "work"
     result = SmokeBuild(build_dir, study.prepare_sources(build_dir))

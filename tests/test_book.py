@@ -62,7 +62,10 @@ def test_pages_as_a_reader_sees_them(html):
         for marker in ("Traceback (most recent call last)", "NameError", "could not find glue key", "glue key"):
             if marker in text:
                 problems.append(f"{name}: shows '{marker}'")
-        for src in re.findall(r"<img[^>]+src=\"([^\"]+)\"", dom):
+        images = re.findall(r"<img[^>]+src=\"([^\"]+)\"", dom)
+        if name.startswith("notebooks/") and not images:
+            problems.append(f"{name}: a chapter page without a single figure")
+        for src in images:
             if src.startswith("data:"):
                 continue
             target = unquote(urlparse(src).path)
