@@ -42,6 +42,7 @@ __all__ = [
     "prepare_sources",
     "execute_chapter",
     "write_timings",
+    "write_parameter_reference",
     "build_book",
     "run_study",
     "main",
@@ -220,6 +221,34 @@ def build_book(src: Path, build_dir: Path) -> Path:
     return html
 
 
+def write_parameter_reference(src: Path, chapters: list[Chapter] | None = None) -> None:
+    """Write ``book/chapter-parameters.md``: every chapter's papermill parameters and profile values.
+
+    Read from the notebooks themselves (their ``parameters`` cell and metadata), so the page that
+    includes it cannot drift from the code.
+    """
+    import papermill as pm
+
+    def cell(text: object) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    sections = []
+    for chapter in chapters if chapters is not None else find_chapters():
+        parameters = pm.inspect_notebook(str(chapter.path))
+        profiles = {name: chapter.profile_parameters(name) for name in ("quick", "paper")}
+        rows = []
+        for name, info in parameters.items():
+            quick = profiles["quick"].get(name, "")
+            paper = profiles["paper"].get(name, "")
+            rows.append(f"| `{name}` | `{cell(info['default'])}` | {cell(quick)} | {cell(paper)} | {cell(info['help'])} |")
+        sections.append(
+            f"### `{chapter.path.name}`\n\n| parameter | default | quick | paper | meaning |\n|---|---|---|---|---|\n"
+            + "\n".join(rows)
+            + "\n"
+        )
+    (src / "book" / "chapter-parameters.md").write_text("\n".join(sections))
+
+
 def run_study(
     profile: str = "quick",
     build_dir: Path = REPO_ROOT / "_build",
@@ -261,6 +290,7 @@ def run_study(
         )
         print(f"    {timings[chapter.path.name]:.1f} s", flush=True)
     write_timings(src, profile, timings)
+    write_parameter_reference(src)
     html = build_dir / "html"
     if build and not only:
         html = build_book(src, build_dir)

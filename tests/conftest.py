@@ -33,4 +33,5 @@ def smoke_build(tmp_path_factory) -> SmokeBuild:
         except Exception:  # noqa: BLE001 - reported by the test of that chapter
             result.errors[chapter.path.name] = traceback.format_exc(limit=3)
     study.write_timings(result.src, "smoke", result.timings)
+    study.write_parameter_reference(result.src)
     return result
