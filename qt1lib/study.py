@@ -2,8 +2,8 @@
 
 Profiles
 --------
-``quick``  the embedded default: 2 mm digital cohort, small Monte-Carlo and patch sets (about
-           10 minutes on 2 CPU cores); what ``make book`` and CI build.
+``quick``  the embedded default: 2 mm digital cohort, small Monte-Carlo and patch sets (4.5
+           minutes on 2 CPU cores, measured 2026-11-24); what ``make book`` builds.
 ``paper``  the study at full size (1 mm, full Monte-Carlo, full training).
 ``smoke``  tiny parameters that only check that every notebook runs (tests).
 
