@@ -293,6 +293,22 @@ def _check_grid(bids_dir: Path, path: Path, img: nib.Nifti1Image, ref: tuple[Pat
     return True
 
 
+def _load_on_grid(bids_dir: Path, path: Path, ref: list, problems: list[str]) -> np.ndarray | None:
+    """Data of one image that must share the grid of ``ref[0]``; the first image read sets ``ref``.
+
+    Every problem (unreadable header, other shape or affine, truncated data, NaN) is appended to
+    ``problems`` naming the file, and None is returned.
+    """
+    img = _load(bids_dir, path, problems)
+    if img is None:
+        return None
+    if not ref:
+        ref.append((path, img))
+    elif not _check_grid(bids_dir, path, img, ref[0], problems):
+        return None
+    return _data(bids_dir, path, img, problems)
+
+
 # ------------------------------------------------------------------------------ sidecars
 def _number(meta: dict, key: str, where: str, problems: list[str], defaults: Mapping | None = None) -> float | None:
     if key in meta:
@@ -537,15 +553,7 @@ def _complex_inversion(
         return None
     arrays = {}
     for part in needed:
-        path = parts[part].path
-        img = _load(bids_dir, path, problems)
-        if img is None:
-            continue
-        if not ref:
-            ref.append((path, img))
-        elif not _check_grid(bids_dir, path, img, ref[0], problems):
-            continue
-        data = _data(bids_dir, path, img, problems)
+        data = _load_on_grid(bids_dir, parts[part].path, ref, problems)
         if data is not None:
             arrays[part] = data
     if len(arrays) != len(needed):
@@ -762,15 +770,7 @@ def read_sir(
     ref: list = []
     images = []
     for k in ks:
-        path = by_k[k].path
-        img = _load(bids_dir, path, problems)
-        if img is None:
-            continue
-        if not ref:
-            ref.append((path, img))
-        elif not _check_grid(bids_dir, path, img, ref[0], problems):
-            continue
-        data = _data(bids_dir, path, img, problems)
+        data = _load_on_grid(bids_dir, by_k[k].path, ref, problems)
         if data is not None:
             images.append(data)
     if problems:
