@@ -32,7 +32,7 @@ from qt1lib.calibrate import (
     sliding_window_inference,
     train_model,
 )
-from qt1lib.calibrate.train import CHECKPOINT_FILE, MODEL_FILE
+from qt1lib.calibrate.train import CHECKPOINT_FILE, MODEL_FILE, _draw_centres
 
 TISSUES = (1, 2, 3)
 
@@ -159,6 +159,32 @@ def test_resnet18_rejects_bad_arguments():
         ResNet18(2, 1, 1, width=0)
     with pytest.raises(ValueError, match="shape"):
         ResNet18(2, 1, 1)(torch.zeros(1, 1, 8, 8, 8))
+    with pytest.raises(ValueError, match="input_skip must be"):
+        ResNet18(2, 1, 1, input_skip=1)
+    with pytest.raises(ValueError, match="one output per patch voxel"):
+        ResNet18(2, 1, 5, width=4, input_skip=True)(torch.zeros(2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("dims,size,n_out", [(2, 8, 1), (2, 6, 36), (3, 5, 1), (3, 4, 64)])
+def test_input_skip_adds_a_linear_map_of_the_output_voxels_inputs(dims, size, n_out):
+    """Skip output minus plain output = weights . input at the centre voxel (s // 2) or at every voxel."""
+    torch.manual_seed(0)
+    skip = ResNet18(dims, in_channels=2, n_outputs=n_out, width=4, stem="small", input_skip=True).eval()
+    plain = ResNet18(dims, in_channels=2, n_outputs=n_out, width=4, stem="small").eval()
+    plain.load_state_dict({k: v for k, v in skip.state_dict().items() if k != "input_skip"})
+    assert n_params(skip) == n_params(plain) + 2
+    x = torch.randn((3, 2) + (size,) * dims)
+    with torch.no_grad():
+        assert torch.equal(skip(x), plain(x))  # zero-initialised: the plain ResNet-18 at the start
+        skip.input_skip.copy_(torch.tensor([0.7, -0.2]))
+        diff = (skip(x) - plain(x)).numpy()
+    xn = x.numpy()
+    if n_out == 1:
+        c = xn[(slice(None), slice(None)) + (size // 2,) * dims]
+        expected = (0.7 * c[:, 0] - 0.2 * c[:, 1])[:, None]
+    else:
+        expected = (0.7 * xn[:, 0] - 0.2 * xn[:, 1]).reshape(3, -1)
+    np.testing.assert_allclose(diff, expected, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------- patches
@@ -187,10 +213,28 @@ def test_sample_centres_without_replacement_when_possible_and_missing_tissue():
     assert set(map(tuple, c[labels[tuple(c.T)] == 2])) <= {(1, i, j) for i in range(2) for j in range(2)}
     with pytest.raises(ValueError, match=r"tissue label\(s\) \[3\]"):
         sample_centres(np.ones_like(labels, bool), labels, (1, 3), 4, np.random.default_rng(0))
-    skipped = sample_centres(np.ones_like(labels, bool), labels, (1, 3), 4, np.random.default_rng(0), skip_missing=True)
-    assert np.all(labels[tuple(skipped.T)] == 1) and len(skipped) == 4
-    with pytest.raises(ValueError, match="no candidate"):
-        sample_centres(np.ones_like(labels, bool), labels, (3, 4), 4, np.random.default_rng(0), skip_missing=True)
+
+
+def test_draw_centres_balances_tissues_over_the_subjects_that_have_them():
+    """One subject without candidates, one without tissue 2: each tissue still gets n / 3 centres."""
+    labels = np.zeros((6, 6, 6), dtype=int)
+    labels[:2], labels[2:4], labels[4:] = 1, 2, 3
+    no_tissue_2 = np.where(labels == 2, 0, labels)
+    candidates = [np.ones_like(labels, bool), np.zeros_like(labels, bool), np.ones_like(labels, bool)]
+    rows = _draw_centres(candidates, [labels, labels, no_tissue_2], 90, TISSUES, np.random.default_rng(0),
+                         "training", True)
+    assert len(rows) == 90 and 1 not in rows[:, 0]  # the subject without candidates gives none
+    drawn = np.array([[labels, labels, no_tissue_2][s][x, y, z] for s, x, y, z in rows])
+    assert [np.sum(drawn == t) for t in TISSUES] == [30, 30, 30]
+    assert np.sum((rows[:, 0] == 0) & (drawn == 2)) == 30  # tissue 2 only from the subject that has it
+    assert np.sum((rows[:, 0] == 0) & (drawn == 1)) == 15  # tissue 1 split over both holders
+    with pytest.raises(ValueError, match=r"tissue label\(s\) \[2\] have no training voxel"):
+        _draw_centres([candidates[2]], [no_tissue_2], 9, TISSUES, np.random.default_rng(0), "training", True)
+    with pytest.warns(UserWarning, match=r"\[2\] have no validation voxel"):
+        val = _draw_centres([candidates[2]], [no_tissue_2], 9, TISSUES, np.random.default_rng(0), "validation", False)
+    assert len(val) == 9
+    with pytest.raises(ValueError, match="no validation voxel"):
+        _draw_centres([candidates[1]], [labels], 9, TISSUES, np.random.default_rng(0), "validation", False)
 
 
 @pytest.mark.parametrize("window", [(5, 4, 1), (3, 3, 3), (1, 6, 2)])
@@ -217,6 +261,26 @@ def test_slab_split_whole_slabs_and_fraction():
     assert not slab_split((6, 5, 40), 2, 4, 0.0, np.random.default_rng(3)).any()
     with pytest.raises(ValueError, match="fewer than two slabs"):
         slab_split((6, 5, 3), 2, 4, 0.2, np.random.default_rng(0))
+
+
+def test_stratified_slab_split_gives_a_thin_tissue_a_validation_slab():
+    """A tissue in 2 of 20 slabs falls in 1 of 2 validation slabs by chance with p ~ 0.19; stratified, always."""
+    shape, slab = (4, 4, 40), 2
+    thin = np.zeros(shape, bool)
+    thin[..., 20:24] = True  # slabs 10 and 11
+    wide = np.ones(shape, bool)
+    single = np.zeros(shape, bool)
+    single[..., 0] = True  # one slab only: it must keep its training slab, so it is not stratified
+    plain_hits = 0
+    for seed in range(60):
+        v = slab_split(shape, 2, slab, 0.1, np.random.default_rng(seed), strata=[wide, thin, single])
+        per_slice = v[0, 0]
+        assert per_slice.reshape(20, 2)[:, 0].sum() == 2 and np.all(v == per_slice)
+        assert per_slice[20:24].any() and not per_slice[20:24].all()
+        plain_hits += slab_split(shape, 2, slab, 0.1, np.random.default_rng(seed))[0, 0, 20:24].any()
+    assert plain_hits < 60  # the unstratified split does miss it
+    with pytest.raises(ValueError, match=r"strata\[0\] has shape"):
+        slab_split(shape, 2, slab, 0.1, np.random.default_rng(0), strata=[np.ones((4, 4, 4), bool)])
 
 
 def centre_of(window):

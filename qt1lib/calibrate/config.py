@@ -54,6 +54,10 @@ class CalibrationConfig:
     stem : {"strided", "small"}
         ResNet stem (:mod:`qt1lib.calibrate.resnet`). Default ``"strided"`` (He et al. 2016;
         7x faster than ``"small"``, ``NOTES-toolchain.md``).
+    input_skip : bool
+        Add a learned linear function of the input channels at each output voxel to the
+        ResNet's head (:mod:`qt1lib.calibrate.resnet`), so that the network contains the
+        global linear calibration as a special case. Default False (the plain ResNet-18).
     width : int
         Channels of the first ResNet stage. Default 64 (He et al. 2016).
     tissues : tuple of int
@@ -106,6 +110,7 @@ class CalibrationConfig:
     target: str = "centre"
     residual: bool = True
     stem: str = "strided"
+    input_skip: bool = False
     width: int = 64
     tissues: tuple[int, ...] = (1, 2, 3)
     patches_per_epoch: int = 4096
@@ -133,8 +138,9 @@ class CalibrationConfig:
             raise ValueError(f"channels must be distinct names starting with 't1', got {self.channels!r}")
         if len(self.patch_shape) not in (2, 3) or any(not _is_int(p) or p < 1 for p in self.patch_shape):
             raise ValueError(f"patch_shape must be 2 or 3 positive integers, got {self.patch_shape!r}")
-        if not isinstance(self.residual, bool):
-            raise ValueError(f"residual must be True or False, got {self.residual!r}")
+        for name in ("residual", "input_skip"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.slice_axis not in (0, 1, 2):
             raise ValueError(f"slice_axis must be 0, 1 or 2, got {self.slice_axis!r}")
         tissues = self.tissues

@@ -100,7 +100,6 @@ def sample_centres(
     tissues: Sequence[int],
     n: int,
     rng: np.random.Generator,
-    skip_missing: bool = False,
 ) -> np.ndarray:
     """Draw patch centres balanced across tissue labels.
 
@@ -120,9 +119,6 @@ def sample_centres(
         Number of centres, >= 0.
     rng : numpy.random.Generator
         Source of every random draw.
-    skip_missing : bool
-        If true, tissues without any candidate voxel are left out and the ``n`` centres are
-        balanced over the others (e.g. a validation slab that misses the subcortical GM).
 
     Returns
     -------
@@ -132,8 +128,7 @@ def sample_centres(
     Raises
     ------
     ValueError
-        If shapes differ, ``n`` is negative, or a tissue has no candidate voxel (with
-        ``skip_missing``: if no tissue has one).
+        If shapes differ, ``n`` is negative, or a tissue has no candidate voxel.
     """
     candidates = np.asarray(candidates, dtype=bool)
     labels = np.asarray(labels)
@@ -145,12 +140,11 @@ def sample_centres(
         raise ValueError("tissues must name at least one label")
     pools = {t: np.flatnonzero(candidates & (labels == t)) for t in tissues}
     missing = [t for t, pool in pools.items() if pool.size == 0]
-    if missing and (not skip_missing or len(missing) == len(tissues)):
+    if missing:
         raise ValueError(f"tissue label(s) {missing} have no candidate voxel for patch centres")
-    present = [t for t in tissues if pools[t].size]
-    k = len(present)
+    k = len(tissues)
     chosen = []
-    for i, tissue in enumerate(present):
+    for i, tissue in enumerate(tissues):
         count = n // k + (i < n % k)
         if count:
             chosen.append(rng.choice(pools[tissue], size=count, replace=count > pools[tissue].size))
@@ -159,7 +153,12 @@ def sample_centres(
 
 
 def slab_split(
-    shape: Sequence[int], axis: int, slab: int, fraction: float, rng: np.random.Generator
+    shape: Sequence[int],
+    axis: int,
+    slab: int,
+    fraction: float,
+    rng: np.random.Generator,
+    strata: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Split a volume into slabs and mark a fraction of them for validation.
 
@@ -167,6 +166,28 @@ def slab_split(
     fraction * n_slabs)`` slabs (at least one when ``fraction > 0``, at most ``n_slabs - 1``)
     are drawn at random. Whole slabs keep validation centres away from training centres
     except at slab borders.
+
+    With ``strata`` (e.g. one mask per tissue) the draw is stratified: taking the strata from
+    the one that spans the fewest slabs, each one that spans at least two slabs and has no
+    validation slab yet gets one of its slabs, while the ``round(fraction * n_slabs)`` slabs
+    last; the rest are drawn at random. No draw takes a stratum's last training slab unless
+    nothing else is left. A thin tissue (the subcortical GM in a few axial slabs) is then
+    neither left out of validation nor out of training by chance.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Volume shape.
+    axis : int
+        Axis along which the slabs are stacked.
+    slab : int
+        Slices per slab, >= 1.
+    fraction : float
+        Fraction of the slabs for validation, in [0, 1).
+    rng : numpy.random.Generator
+        Source of every random draw.
+    strata : sequence of ndarray of bool, optional
+        Masks of shape ``shape`` to be represented in the validation slabs.
 
     Returns
     -------
@@ -176,7 +197,8 @@ def slab_split(
     Raises
     ------
     ValueError
-        If ``fraction > 0`` and the volume has fewer than two slabs.
+        If ``fraction > 0`` and the volume has fewer than two slabs, or a stratum's shape is
+        not ``shape``.
     """
     shape = tuple(int(s) for s in shape)
     if axis not in range(len(shape)):
@@ -193,11 +215,34 @@ def slab_split(
             "lower the slab thickness or set the validation fraction to 0"
         )
     n_val = min(max(1, round(fraction * n_slabs)), n_slabs - 1)
-    val_slabs = rng.choice(n_slabs, size=n_val, replace=False)
-    val_slices = np.isin(np.arange(shape[axis]) // slab, val_slabs)
+    slab_of_slice = np.arange(shape[axis]) // slab
+    spans = []  # the slabs of each stratum that spans two or more (one-slab strata stay in training)
+    for i, stratum in enumerate(strata or []):
+        stratum = np.asarray(stratum, dtype=bool)
+        if stratum.shape != shape:
+            raise ValueError(f"strata[{i}] has shape {stratum.shape}, expected {shape}")
+        slabs = np.unique(slab_of_slice[stratum.any(axis=tuple(a for a in range(len(shape)) if a != axis))])
+        if len(slabs) >= 2:
+            spans.append(slabs)
+    chosen: list[int] = []
+
+    def leaves_training(candidate: int) -> bool:
+        return all(not np.isin(span, chosen + [candidate]).all() for span in spans)
+
+    # the strata that span the fewest slabs first, ties in random order
+    for i in sorted(rng.permutation(len(spans)), key=lambda i: len(spans[i])):
+        if len(chosen) < n_val and not np.isin(spans[i], chosen).any():
+            allowed = [int(c) for c in spans[i] if leaves_training(int(c))]
+            if allowed:
+                chosen.append(int(rng.choice(allowed)))
+    rest = [int(c) for c in rng.permutation(np.setdiff1d(np.arange(n_slabs), chosen))]
+    for c in rest:
+        if len(chosen) < n_val and leaves_training(c):
+            chosen.append(c)
+    chosen.extend([c for c in rest if c not in chosen][: n_val - len(chosen)])  # only if the strata leave too few
     index = [np.newaxis] * len(shape)
     index[axis] = slice(None)
-    return out | val_slices[tuple(index)]
+    return out | np.isin(slab_of_slice, chosen)[tuple(index)]
 
 
 def _batches(n: int, batch_size: int, progress: bool, desc: str):

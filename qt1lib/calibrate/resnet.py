@@ -24,6 +24,16 @@ Output: a vector of ``n_outputs`` numbers per patch. The calibration uses it as 
 regression head: 1 output = the calibrated T1 at the patch centre, or one output per patch
 voxel (see :class:`qt1lib.calibrate.config.CalibrationConfig`, ``target``). The seed
 (Saunders et al. 2025) states only "patch-based ResNet-18"; the head is our assumption.
+
+Linear input skip (parameter ``input_skip``): global average pooling leaves the head one
+feature vector per patch, so a voxel's output cannot depend on that voxel's own input value
+except through the blurred features. A voxel-wise regression needs that dependence: the
+global linear calibration ``a * T1 + b`` is exactly such a map, and it shrinks noisy voxels
+towards the mean. With ``input_skip`` the head adds a learned linear function of the input
+channels *at the output voxel* (at the patch centre for one output, at each voxel for one
+output per voxel), a 1x1 convolution from the input to the output in the spirit of the
+identity shortcuts of He et al. 2016. The network then contains the linear calibration as
+a special case (zero ResNet head), and the ResNet learns the spatially varying rest.
 """
 
 from __future__ import annotations
@@ -102,11 +112,16 @@ class ResNet18(nn.Module):
         (He et al. 2016).
     stem : {"strided", "small"}
         See the module docstring. Default ``"strided"`` (He et al. 2016).
+    input_skip : bool
+        Add the linear input skip of the module docstring. With ``n_outputs == 1`` it reads
+        the patch-centre voxel (index ``s // 2`` on each axis of size ``s``); otherwise
+        ``n_outputs`` must equal the number of patch voxels (C-ordered). Default False.
 
     Raises
     ------
     ValueError
-        For an unknown ``spatial_dims`` or ``stem``, or a non-positive size.
+        For an unknown ``spatial_dims`` or ``stem``, or a non-positive size; in ``forward``,
+        for an input whose voxel count does not match ``n_outputs`` with ``input_skip``.
     """
 
     def __init__(
@@ -116,6 +131,7 @@ class ResNet18(nn.Module):
         n_outputs: int,
         width: int = 64,
         stem: str = "strided",
+        input_skip: bool = False,
     ):
         super().__init__()
         _check_dims(spatial_dims)
@@ -124,6 +140,8 @@ class ResNet18(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
+        if not isinstance(input_skip, bool):
+            raise ValueError(f"input_skip must be True or False, got {input_skip!r}")
         conv, norm, maxpool, avgpool = _LAYERS[spatial_dims]
         self.spatial_dims = spatial_dims
         if stem == "strided":
@@ -152,6 +170,10 @@ class ResNet18(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = avgpool(1)
         self.head = nn.Linear(channels, n_outputs)
+        self.n_outputs = n_outputs
+        # Weights of the linear input skip, one per input channel; zero at the start, so the
+        # initial network is the plain ResNet-18 (the head's bias is the skip's intercept).
+        self.input_skip = nn.Parameter(torch.zeros(in_channels)) if input_skip else None
         for m in self.modules():
             if isinstance(m, conv):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -165,5 +187,15 @@ class ResNet18(nn.Module):
             raise ValueError(
                 f"x must have shape (batch, channels, {self.spatial_dims} spatial dims), got {tuple(x.shape)}"
             )
-        x = self.stages(self.stem(x))
-        return self.head(torch.flatten(self.pool(x), 1))
+        out = self.head(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+        if self.input_skip is None:
+            return out
+        if self.n_outputs == 1:
+            centre = x[(slice(None), slice(None)) + tuple(s // 2 for s in x.shape[2:])]
+            return out + centre @ self.input_skip[:, None]
+        skip = torch.einsum("bc...,c->b...", x, self.input_skip).flatten(1)
+        if skip.shape[1] != self.n_outputs:
+            raise ValueError(
+                f"input_skip needs one output per patch voxel: {skip.shape[1]} voxels, {self.n_outputs} outputs"
+            )
+        return out + skip

@@ -4,7 +4,8 @@ One call of :func:`train_model` trains a network on the training subjects of a f
 
 1. standardise inputs and target with statistics of the training subjects
    (:func:`~qt1lib.calibrate.data.fit_normalisation`);
-2. split each training subject into slabs, a fraction of which hold the validation patches
+2. split each training subject into slabs, a fraction of which (stratified by tissue) hold the
+   validation patches
    (:func:`~qt1lib.calibrate.patches.slab_split`), drawn once;
 3. each epoch, draw fresh training patch centres balanced over tissues and subjects
    (:func:`~qt1lib.calibrate.patches.sample_centres`), shuffle them with a seeded
@@ -147,21 +148,30 @@ def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, t
 
 def _draw_centres(
     candidates: list[np.ndarray], labels: list[np.ndarray], n: int, tissues: tuple[int, ...],
-    rng: np.random.Generator, what: str,
+    rng: np.random.Generator, what: str, require_every_tissue: bool,
 ) -> np.ndarray:
-    """``n`` centres split evenly over subjects, balanced over the tissues each subject has.
+    """``n`` centres balanced over tissues, and each tissue's share over the subjects that have it.
 
-    A subject's region may miss a tissue (a slab split can leave out the subcortical GM);
-    every tissue must be present in some subject. Returns rows (subject index, x, y, z).
+    A subject's region may miss a tissue, or every tissue (a validation slab can miss the
+    subcortical GM, or the brain). Tissues absent from every subject are left out of the
+    balance: an error with ``require_every_tissue`` (the training set), a warning otherwise
+    (the validation set). Returns rows (subject index, x, y, z).
     """
-    for t in tissues:
-        if not any(np.any(c & (lab == t)) for c, lab in zip(candidates, labels)):
-            raise ValueError(f"tissue label {t} has no {what} voxel in any training subject")
-    k = len(candidates)
+    holders = [[i for i, (c, lab) in enumerate(zip(candidates, labels)) if np.any(c & (lab == t))] for t in tissues]
+    missing = [t for t, h in zip(tissues, holders) if not h]
+    if len(missing) == len(tissues) or (require_every_tissue and missing):
+        raise ValueError(f"tissue label(s) {missing} have no {what} voxel in any training subject")
+    if missing:
+        warnings.warn(f"tissue label(s) {missing} have no {what} voxel in any training subject: "
+                      f"the {what} loss leaves them out", stacklevel=3)
+    present = [(t, h) for t, h in zip(tissues, holders) if h]
     parts = []
-    for i, (cand, lab) in enumerate(zip(candidates, labels)):
-        c = sample_centres(cand, lab, tissues, n // k + (i < n % k), rng, skip_missing=True)
-        parts.append(np.column_stack([np.full(len(c), i, dtype=np.int64), c]))
+    for j, (tissue, subs) in enumerate(present):
+        n_tissue = n // len(present) + (j < n % len(present))
+        for m, i in enumerate(subs):
+            count = n_tissue // len(subs) + (m < n_tissue % len(subs))
+            c = sample_centres(candidates[i], labels[i], (tissue,), count, rng)
+            parts.append(np.column_stack([np.full(len(c), i, dtype=np.int64), c]))
     return np.concatenate(parts)
 
 
@@ -182,7 +192,8 @@ def _make_optimizer(model: torch.nn.Module, config: CalibrationConfig) -> torch.
 
 
 def _build_model(config: CalibrationConfig) -> ResNet18:
-    return ResNet18(config.spatial_dims, len(config.channels), config.n_outputs, config.width, config.stem)
+    return ResNet18(config.spatial_dims, len(config.channels), config.n_outputs, config.width, config.stem,
+                    config.input_skip)
 
 
 @dataclass
@@ -201,7 +212,7 @@ class _Prepared:
         """Fresh balanced training centres for ``epoch``, shuffled by a seeded generator."""
         cfg = self.config
         centres = _draw_centres(self.train_candidates, self.labels, cfg.patches_per_epoch, cfg.tissues,
-                                np.random.default_rng([seed, _TRAIN, epoch]), "training")
+                                np.random.default_rng([seed, _TRAIN, epoch]), "training", True)
         return DataLoader(
             _PatchDataset(self.inputs, self.train_targets, centres, cfg),
             batch_size=cfg.batch_size,
@@ -218,10 +229,12 @@ def _prepare(subjects: Mapping[str, SubjectData], cfg: CalibrationConfig, seed: 
     inputs = [pad_volume(normalised_inputs(s, norm), cfg.window) for s in subs]
     labels = [s.labels for s in subs]
     split_rng = np.random.default_rng([seed, _SPLIT])
-    val_region = [
-        slab_split(s.shape, cfg.slice_axis, cfg.validation_slab, cfg.validation_fraction, split_rng) for s in subs
-    ]
     scored = [s.scored(cfg.tissues) for s in subs]
+    val_region = [  # stratified: every tissue of a subject gets a validation slab where it can
+        slab_split(s.shape, cfg.slice_axis, cfg.validation_slab, cfg.validation_fraction, split_rng,
+                   strata=[sc & (s.labels == t) for t in cfg.tissues])
+        for s, sc in zip(subs, scored)
+    ]
     targets = [normalised_target(s, norm, cfg.tissues) for s in subs]
     # Each set's loss sees only its own slabs' target voxels (matters for target="patch").
     train_targets = [_prepare_target(np.where(v, np.nan, t), cfg) for t, v in zip(targets, val_region)]
@@ -230,7 +243,7 @@ def _prepare(subjects: Mapping[str, SubjectData], cfg: CalibrationConfig, seed: 
         val_targets = [_prepare_target(np.where(v, t, np.nan), cfg) for t, v in zip(targets, val_region)]
         val_centres = _draw_centres(
             [sc & v for sc, v in zip(scored, val_region)], labels, cfg.validation_patches, cfg.tissues,
-            np.random.default_rng([seed, _VALIDATION]), "validation",
+            np.random.default_rng([seed, _VALIDATION]), "validation", False,
         )
         val_loader = DataLoader(
             _PatchDataset(inputs, val_targets, val_centres, cfg), batch_size=cfg.inference_batch_size,
