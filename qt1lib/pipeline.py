@@ -11,7 +11,9 @@ The steps, per subject, as the seed study ran them (Saunders et al. 2025; DESIGN
 3. :func:`sir_space_subject`: rigid registration of the MP2RAGE space to the SIR space (antspyx,
    Mattes mutual information, as the seed's scripts) and every MP2RAGE map resampled there,
    with the tissue segmentation in SIR space.
-4. :func:`calibration_subjects`: the per-subject data of the calibration network.
+4. :func:`calibration_subjects`: the per-subject data of the calibration network;
+   :func:`write_calibrated_maps` writes the held-out subjects' calibrated maps back
+   (``space-SIR_desc-ResNet_T1map`` and the baselines').
 
 Every step writes its maps under ``derivatives/qt1lib/sub-<label>/`` (``xfm`` for the
 transform) with a sidecar that records the step's parameters and a cache key
@@ -111,6 +113,8 @@ __all__ = [
     "resample_to_sir",
     "sir_space_subject",
     "calibration_subjects",
+    "CALIBRATED_DESC",
+    "write_calibrated_maps",
 ]
 
 #: Noise standard deviation (units of M0) used by the estimators when the data are noise-free
@@ -1168,3 +1172,66 @@ def calibration_subjects(
             mask &= np.isfinite(value)
         out[f"sub-{subject}"] = SubjectData(inputs=inputs, target=target, mask=mask, labels=s["dseg"].astype(np.int64))
     return out
+
+
+#: BIDS ``desc`` entity of each calibration method's map (:data:`qt1lib.calibrate.METHODS`).
+CALIBRATED_DESC: dict[str, str] = {
+    "global_linear": "GlobalLinear",
+    "tissue_linear": "TissueLinear",
+    "resnet": "ResNet",
+}
+
+
+def write_calibrated_maps(
+    bids_dir: str | Path,
+    maps: Mapping[str, Mapping[str, np.ndarray]],
+    config: PipelineConfig | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Write held-out calibrated T1 maps as SIR-space derivatives, atomically.
+
+    Parameters
+    ----------
+    bids_dir : path-like
+    maps : mapping
+        ``maps["sub-<label>"][method]``: the calibrated T1 map (s) of a held-out subject on its
+        SIR grid (:attr:`qt1lib.calibrate.CrossValidationResult.maps`); methods without a
+        ``desc`` in :data:`CALIBRATED_DESC` (``"none"``, the input itself) are not written.
+    config : PipelineConfig, optional
+        Locates the SIR grid (its affine) through the cached SIR fit.
+    parameters : mapping, optional
+        Provenance recorded in each sidecar (``Parameters``): e.g. the network's configuration,
+        the seed and the cross-validation's result key.
+
+    Returns
+    -------
+    list of Path
+        ``derivatives/qt1lib/sub-<label>/anat/sub-<label>_space-SIR_desc-<Method>_T1map.nii.gz``.
+
+    Raises
+    ------
+    ValueError
+        If a subject key lacks the ``sub-`` prefix or a map's shape is not the SIR grid's.
+    """
+    config = config or PipelineConfig()
+    written = []
+    for name, by_method in maps.items():
+        if not name.startswith("sub-"):
+            raise ValueError(f"maps must be keyed 'sub-<label>', got {name!r}")
+        subject = name.removeprefix("sub-")
+        sir = sir_maps(bids_dir, subject, config)
+        for method, desc in CALIBRATED_DESC.items():
+            if method not in by_method:
+                continue
+            data = np.asarray(by_method[method], dtype=np.float32)
+            if data.shape != sir["ir_t1"].shape:
+                raise ValueError(
+                    f"{name} {method} map has shape {data.shape}, expected the SIR grid's {sir['ir_t1'].shape}"
+                )
+            written.append(write_derivative(
+                bids_dir, subject, data, sir["affine"], "T1map", desc=desc, space="SIR",
+                parameters={"step": "calibration", "method": method, **dict(parameters or {})},
+                sidecar={"Units": "s", "Description": f"T1 calibrated to IR T1 = 1/R1f by {method}, "
+                         "held out of the network's training (leave-one-subject-out)"},
+            ))
+    return written

@@ -222,6 +222,27 @@ def test_calibration_subjects_are_consistent_with_the_segmentation(cohort):
         np.testing.assert_array_equal(data.target, s["ir_t1"])
 
 
+def test_calibrated_maps_are_written_on_the_sir_grid(cohort):
+    subjects = P.calibration_subjects(cohort, progress=False)
+    s = subjects["sub-02"]
+    maps = {"sub-02": {"none": s.inputs["t1"], "resnet": np.where(s.mask, 0.9 * s.inputs["t1"], np.nan),
+                       "global_linear": s.inputs["t1"] + 0.1}}
+    paths = P.write_calibrated_maps(cohort, maps, parameters={"seed": 7})
+    names = sorted(p.name for p in paths)
+    assert names == ["sub-02_space-SIR_desc-GlobalLinear_T1map.nii.gz", "sub-02_space-SIR_desc-ResNet_T1map.nii.gz"]
+    resnet = next(p for p in paths if "ResNet" in p.name)
+    assert resnet == derivative_path(cohort, "02", "T1map", desc="ResNet", space="SIR")
+    img = nib.load(resnet)
+    np.testing.assert_allclose(img.affine, P.sir_maps(cohort, "02")["affine"])
+    np.testing.assert_allclose(img.get_fdata(), maps["sub-02"]["resnet"].astype(np.float32), equal_nan=True)
+    sidecar = load_json(resnet.with_name(resnet.name.replace(".nii.gz", ".json")))
+    assert sidecar["Units"] == "s" and sidecar["Parameters"]["method"] == "resnet" and sidecar["Parameters"]["seed"] == 7
+    with pytest.raises(ValueError, match="expected the SIR grid"):
+        P.write_calibrated_maps(cohort, {"sub-02": {"resnet": np.zeros((3, 3, 3))}})
+    with pytest.raises(ValueError, match="keyed 'sub-<label>'"):
+        P.write_calibrated_maps(cohort, {"02": {"resnet": s.inputs["t1"]}})
+
+
 @pytest.mark.slow
 def test_real_data_path_uses_user_segmentation_and_background_noise(cohort, tmp_path):
     """A copy of subject 01 without the cohort's truth, with a user-provided SIR-space dseg."""
