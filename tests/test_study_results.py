@@ -186,11 +186,18 @@ def test_compare_methods_reads_the_summary():
 
 # ------------------------------------------------------------------ the smoke build
 def _smoke_result_dir(smoke_build):
+    """The saved cross-validation of chapter 06's own configuration (beside its two ablations)."""
     error = smoke_build.errors.get(CH06.name)
     assert error is None, error
-    found = sorted((smoke_build.build_dir / "work" / "calibration").glob("*/parameters.json"))
-    assert len(found) == 1, f"expected one saved cross-validation (chapter 07 reuses chapter 06's), got {found}"
-    return found[0].parent
+    p = notebook_parameters(CH06, "smoke")
+    config = CalibrationConfig(**{k: v for k, v in p.items() if k in CONFIG_FIELDS})
+    saved = {d: json.loads(d.read_text())["config"]
+             for d in (smoke_build.build_dir / "work" / "calibration").glob("*/parameters.json")}
+    ablations = {dataclasses.replace(config, channels=("t1",)), dataclasses.replace(config, input_skip=False)}
+    assert {CalibrationConfig.from_dict(c) for c in saved.values()} == {config} | ablations
+    found = [d.parent for d, c in saved.items() if CalibrationConfig.from_dict(c) == config]
+    assert len(found) == 1, f"expected one saved cross-validation of chapter 06's configuration, got {found}"
+    return found[0]
 
 
 def test_smoke_calibration_result_structure(smoke_build):
@@ -239,14 +246,6 @@ def test_smoke_statistics_chapter_reused_the_saved_result(smoke_build):
 
 # ------------------------------------------------------------------ issue 5: the quick-profile calibration
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "measured 2026-11-24 on the quick cohort: in cortical GM the ResNet-18's fold-mean RMSE (0.269 s) "
-        "is above the global linear fit's (0.260 s); it wins in WM and subcortical GM. Not tuned away: "
-        "strict, so this test fails once the network wins everywhere and the marker must go."
-    ),
-)
 def test_network_beats_no_calibration_and_global_line_on_held_out_subjects(tmp_path):
     """The quick profile of chapter 06 on the quick cohort: per tissue, the fold-mean RMSE of the
     ResNet-18 on held-out subjects is below that of no calibration and of the global linear fit."""
