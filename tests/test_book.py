@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from qt1lib import study
+from qt1lib.stats import SEED_RMSE
 
 pytestmark = [pytest.mark.book, pytest.mark.slow]
 
@@ -31,6 +32,12 @@ def html(smoke_build) -> Path:
 
 def _pages(html: Path) -> list[Path]:
     return sorted(p for p in html.rglob("*.html") if "_static" not in p.parts and p.name not in {"genindex.html", "search.html"})
+
+
+def _rendered_dom(page: Path) -> str:
+    """The page's DOM after Chromium has run its scripts."""
+    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120).stdout
 
 
 def test_every_toc_page_is_rendered(html):
@@ -52,8 +59,7 @@ def test_pages_as_a_reader_sees_them(html):
             if not (page.parent / redirect.group(1)).is_file():
                 problems.append(f"{page.name}: redirects to a missing page {redirect.group(1)}")
             continue
-        dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, "--dump-dom", page.as_uri()],
-                             capture_output=True, text=True, timeout=120).stdout
+        dom = _rendered_dom(page)
         name = page.relative_to(html).as_posix()
         if "<body" not in dom:
             problems.append(f"{name}: Chromium rendered nothing")
@@ -73,3 +79,17 @@ def test_pages_as_a_reader_sees_them(html):
             if not path.is_file():
                 problems.append(f"{name}: broken image {src}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt: chromium-headless-shell)")
+def test_statistics_page_shows_the_side_by_side_table_with_the_seed(html):
+    """Chapter 7's table: the seed's published RMSE (in vivo) beside this book's (simulated), per tissue."""
+    dom = _rendered_dom(html / "notebooks" / "07_statistics.html")
+    tables = [t for t in re.findall(r"<table.*?</table>", dom, re.S) if "in vivo" in t and "simulated" in t]
+    assert len(tables) == 1, "expected one table labelled in vivo and simulated"
+    rows = {m.group(1): re.findall(r"<td>([^<]*)</td>", m.group(2))
+            for m in re.finditer(r"<tr>\s*<th>([^<]+)</th>(.*?)</tr>", tables[0], re.S)}
+    for tissue, published in SEED_RMSE.items():
+        cells = rows[tissue]
+        assert cells[:2] == [f"{m:.2f} ± {sd:.2f}" for m, sd in (published["before"], published["after"])]
+        assert len(cells) == 4 and all(re.fullmatch(r"\d\.\d\d ± \d\.\d\d", c) for c in cells[2:]), cells
