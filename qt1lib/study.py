@@ -2,9 +2,10 @@
 
 Profiles
 --------
-``quick``  the embedded default: 2 mm digital cohort, small Monte-Carlo and patch sets (4.5
-           minutes on 2 CPU cores, measured 2026-11-24); what ``make book`` builds.
-``paper``  the study at full size (1 mm, full Monte-Carlo, full training).
+``quick``  the embedded default: 2 mm digital cohort, small Monte-Carlo and patch sets (about
+           11.5 minutes on 2 CPU cores from a fresh clone, measured 2026-11-25); what ``make book`` builds.
+``paper``  the study at full size (1 mm, full Monte-Carlo, width-64 networks; about 79 minutes on 2
+           CPU cores, measured 2026-11-25).
 ``smoke``  tiny parameters that only check that every notebook runs (tests).
 
 Each notebook declares its own parameter overrides per profile in its metadata,
