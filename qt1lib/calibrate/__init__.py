@@ -49,7 +49,7 @@ from .patches import (
     sliding_window_inference,
 )
 from .resnet import BasicBlock, ResNet18
-from .train import TrainedModel, resolve_device, train_model, training_fingerprint
+from .train import TrainedModel, build_model, resolve_device, train_model, training_fingerprint
 
 __all__ = [
     "BasicBlock",
@@ -66,6 +66,7 @@ __all__ = [
     "T1_CHANNEL",
     "TISSUE_LABELS",
     "TrainedModel",
+    "build_model",
     "extract_patches",
     "denormalised_output",
     "fit_global_linear",

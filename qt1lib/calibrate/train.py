@@ -57,7 +57,7 @@ from .data import (
 from .patches import extract_patches, pad_volume, predict_centres, sample_centres, slab_split, sliding_window_inference
 from .resnet import ResNet18
 
-__all__ = ["TrainedModel", "train_model", "training_fingerprint", "resolve_device", "MODEL_FILE", "CHECKPOINT_FILE"]
+__all__ = ["TrainedModel", "build_model", "train_model", "training_fingerprint", "resolve_device", "MODEL_FILE", "CHECKPOINT_FILE"]
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -191,7 +191,8 @@ def _make_optimizer(model: torch.nn.Module, config: CalibrationConfig) -> torch.
     return cls(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
-def _build_model(config: CalibrationConfig) -> ResNet18:
+def build_model(config: CalibrationConfig) -> ResNet18:
+    """The untrained ResNet-18 that ``config`` describes (inputs, outputs, width, stem, input skip)."""
     return ResNet18(config.spatial_dims, len(config.channels), config.n_outputs, config.width, config.stem,
                     config.input_skip)
 
@@ -359,7 +360,7 @@ class TrainedModel:
         if d.get("format") != _FORMAT:
             raise ValueError(f"not a qt1lib calibration model (format {d.get('format')!r}, expected {_FORMAT!r})")
         config = CalibrationConfig.from_dict(d["config"])
-        model = _build_model(config)
+        model = build_model(config)
         model.load_state_dict(d["state_dict"])
         history = pd.DataFrame(d["history"])
         history["epoch"] = history["epoch"].astype(int)
@@ -438,7 +439,7 @@ def train_model(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _build_model(cfg)
+        model = build_model(cfg)
     model.to(dev)
     optimizer = _make_optimizer(model, cfg)
 
