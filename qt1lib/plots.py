@@ -16,6 +16,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from . import tissues as _tissues
 from .stats import bland_altman
 
 __all__ = ["bland_altman_plot", "bland_altman_grid", "training_curves", "maps_side_by_side", "tissue_rmse_bars"]
@@ -95,14 +96,15 @@ def bland_altman_grid(
     voxels : DataFrame
         Voxel table (``method``, ``tissue``, ``estimate``, ``reference``; :mod:`qt1lib.stats`).
     methods, tissues : sequence of str, optional
-        Subsets and order (default: all, in the table's order).
+        Subsets and order (default: all; methods in the table's order, tissues in the order of
+        :mod:`qt1lib.tissues`).
     method_names : mapping, optional
         Display names of methods.
     max_points, seed
         See :func:`bland_altman_plot`.
     """
     methods = list(methods) if methods is not None else list(pd.unique(voxels["method"]))
-    tissues = list(tissues) if tissues is not None else list(pd.unique(voxels["tissue"]))
+    tissues = list(tissues) if tissues is not None else _tissues.sort_names(voxels["tissue"].astype(str))
     fig, axes = plt.subplots(
         len(methods), len(tissues), figsize=(3.6 * len(tissues), 2.9 * len(methods)),
         squeeze=False, sharex=True, sharey=True, layout="constrained",
@@ -226,6 +228,8 @@ def tissue_rmse_bars(
 ) -> Figure:
     """Bars of a per-fold metric by tissue and method: mean across folds, error bar = sd.
 
+    Tissues are in the order of :mod:`qt1lib.tissues` (others after, in the table's order).
+
     Parameters
     ----------
     metrics : DataFrame
@@ -244,7 +248,9 @@ def tissue_rmse_bars(
     df["method"] = [_name(m, method_names) for m in df["method"].astype(str)]
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-    sns.barplot(data=df, x="tissue", y=value, hue="method", errorbar="sd", ax=ax, capsize=0.1)
+    df["tissue"] = df["tissue"].astype(str)
+    sns.barplot(data=df, x="tissue", y=value, hue="method", errorbar="sd", ax=ax, capsize=0.1,
+                order=_tissues.sort_names(df["tissue"]))
     unit = value.upper() if value in ("rmse", "mae") else value
     ax.set_ylabel("Pearson r" if value == "pearson_r" else f"{unit} (s)")
     ax.set_xlabel("")

@@ -8,12 +8,15 @@ Profiles
            CPU cores, measured 2026-11-25).
 ``smoke``  tiny parameters that only check that every notebook runs (tests).
 
-Each notebook declares its own parameter overrides per profile in its metadata,
-``metadata["qt1"]["profiles"][profile]``, so a chapter stays self-describing and can be rerun
-alone with papermill. The runner copies the book sources (``_config.yml``, ``_toc.yml``,
-``book/``) into a build tree, executes the notebooks into that tree (hiding papermill's
-injected-parameters cell), records how long each one took, and runs ``jupyter-book build``
-with warnings treated as errors (a missing glue key, figure or reference fails the build).
+The profiles live in :mod:`qt1lib.config`: :class:`~qt1lib.config.StudyConfig` (cohort, pipeline,
+calibration) and each chapter's own knobs (:func:`qt1lib.config.chapter_parameters`). The runner
+copies the book sources (``_config.yml``, ``_toc.yml``, ``book/``) into a build tree, checks every
+chapter's parameters against its parameters cell (:mod:`qt1lib.notebook`: an unknown name or a
+value of the wrong type fails before any chapter runs), executes the notebooks into that tree
+(hiding papermill's injected-parameters cell) while it shows the cells done and the time spent,
+records how long each one took, and runs ``jupyter-book build`` with warnings treated as errors
+(a missing glue key, figure or reference fails the build). One runner at a time may use a build
+directory (a lock file, ``.qt1study.lock``, held with ``fcntl.flock``).
 
 Usage::
 
@@ -24,22 +27,34 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import nbformat
 import yaml
 
+from . import config as _config
+from .notebook import ParameterError, check_notebook_parameters, declared_parameters
+
 __all__ = [
     "PROFILES",
+    "LOCK_NAME",
+    "BuildDirectoryLocked",
+    "build_lock",
     "Chapter",
     "find_chapters",
+    "chapter_run_parameters",
+    "CellProgress",
     "prepare_sources",
     "execute_chapter",
     "write_timings",
@@ -49,10 +64,13 @@ __all__ = [
     "main",
 ]
 
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = _config.PROFILES
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+#: Lock file of a build directory: one runner at a time (:func:`build_lock`).
+LOCK_NAME = ".qt1study.lock"
+_ENGINE = "qt1lib-progress"
 
 
 @dataclass(frozen=True)
@@ -67,12 +85,12 @@ class Chapter:
         return self.path.name.split("_", 1)[0]
 
     def profile_parameters(self, profile: str) -> dict:
-        """Parameter overrides that the notebook declares for ``profile``."""
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
-        nb = nbformat.read(self.path, as_version=4)
-        profiles = nb.metadata.get("qt1", {}).get("profiles", {})
-        return dict(profiles.get(profile, {}))
+        """The papermill parameters that ``profile`` gives this chapter (:func:`qt1lib.config.chapter_parameters`)."""
+        return _config.chapter_parameters(self.path.stem, profile)
+
+    def declared_parameters(self) -> dict:
+        """The parameters its parameters cell declares (:func:`qt1lib.notebook.declared_parameters`)."""
+        return declared_parameters(self.path)
 
 
 def find_chapters(notebook_dir: Path = REPO_ROOT / "notebooks", only: list[str] | None = None) -> list[Chapter]:
@@ -97,22 +115,144 @@ def _hide_injected_parameters(path: Path) -> None:
     os.replace(tmp, path)
 
 
-def execute_chapter(
+class BuildDirectoryLocked(RuntimeError):
+    """Another runner holds the build directory."""
+
+
+@contextmanager
+def build_lock(build_dir: Path) -> Iterator[Path]:
+    """Hold the build directory's lock file (``build_dir/.qt1study.lock``) for the ``with`` block.
+
+    An exclusive ``fcntl.flock`` on the file, which records the holder's PID; the kernel releases it
+    when the holder exits, however it exits.
+
+    Raises
+    ------
+    BuildDirectoryLocked
+        Another process holds it; the message names the directory and that process's PID.
+    """
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    path = build_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip()
+        os.close(fd)
+        pid = f"PID {holder}" if holder.isdigit() else "a process whose PID is not recorded yet"
+        raise BuildDirectoryLocked(
+            f"build directory {build_dir} is in use by another qt1lib.study runner ({pid}, lock file {path}); "
+            "wait for it to finish or choose another --build-dir"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+class CellProgress:
+    """Progress of one notebook: cells done of total and the time spent.
+
+    A tqdm bar on a terminal; otherwise (logs, CI) a line at most every ``interval`` seconds.
+    It is drawn by the runner process on ``stream`` (default stderr), never in the notebook, so
+    no bar reaches the rendered pages.
+    """
+
+    def __init__(self, name: str, stream: IO[str] | None = None, interval: float = 30.0):
+        self.name = name
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = interval
+        self.start_time = time.perf_counter()
+        self._last = self.start_time
+        self._bar = None
+        self.done = 0
+        self.total = 0
+
+    def start(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.start_time = self._last = time.perf_counter()
+        isatty = getattr(self.stream, "isatty", None)
+        if isatty is not None and isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=self.name, unit="cell", file=self.stream, leave=False,
+                             dynamic_ncols=True, bar_format="{desc}: {n_fmt}/{total_fmt} cells |{bar}| {elapsed}")
+
+    def __call__(self, cell_index: int | None, total: int) -> None:
+        """A cell completed (papermill's ``cell_complete``)."""
+        self.done = min(self.done + 1, total)
+        self.total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.update(1)
+            return
+        now = time.perf_counter()
+        if now - self._last >= self.interval:
+            self._last = now
+            print(f"    {self.name}: {self.done}/{total} cells, {now - self.start_time:.0f} s", file=self.stream,
+                  flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _register_engine() -> str:
+    """Register (once) the papermill engine that reports each completed cell to a :class:`CellProgress`."""
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.exceptions import PapermillException
+
+    try:
+        papermill_engines.get_engine(_ENGINE)
+    except PapermillException:
+
+        class ProgressEngine(NBClientEngine):
+            """nbclient, plus a callback ``progress(cell_index, n_cells)`` after each cell."""
+
+            @classmethod
+            def execute_managed_notebook(cls, nb_man, kernel_name, progress: Callable | None = None, **kwargs):
+                if progress is not None:
+                    complete = nb_man.cell_complete
+
+                    def cell_complete(cell, cell_index=None, **kw):
+                        complete(cell, cell_index=cell_index, **kw)
+                        progress(cell_index, len(nb_man.nb.cells))
+
+                    nb_man.cell_complete = cell_complete
+                    if hasattr(progress, "start"):
+                        progress.start(len(nb_man.nb.cells))
+                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+        papermill_engines.register(_ENGINE, ProgressEngine)
+    return _ENGINE
+
+
+def chapter_run_parameters(
     chapter: Chapter,
-    output: Path,
     profile: str,
     bids_dir: Path,
     work_dir: Path,
     seed: int = 0,
     extra: dict | None = None,
-) -> float:
-    """Run one notebook with papermill; returns the wall time (s).
+) -> dict[str, Any]:
+    """The papermill parameters of a chapter's run, validated against its parameters cell.
 
-    The executed notebook is written next to a temporary name and moved into place only when
-    the run succeeded, so a failed run leaves no half-written chapter behind.
+    ``bids_dir``, ``work_dir``, ``profile``, ``seed``, the profile's values
+    (:meth:`Chapter.profile_parameters`) and ``extra``.
+
+    Raises
+    ------
+    qt1lib.notebook.ParameterError
+        A name the chapter does not declare, or a value of the wrong type.
     """
-    import papermill as pm
-
     parameters = {
         "bids_dir": str(Path(bids_dir).resolve()),
         "work_dir": str(Path(work_dir).resolve()),
@@ -121,9 +261,34 @@ def execute_chapter(
         **chapter.profile_parameters(profile),
         **(extra or {}),
     }
+    return check_notebook_parameters(chapter.path, parameters)
+
+
+def execute_chapter(
+    chapter: Chapter,
+    output: Path,
+    profile: str,
+    bids_dir: Path,
+    work_dir: Path,
+    seed: int = 0,
+    extra: dict | None = None,
+    progress: bool | None = None,
+) -> float:
+    """Run one notebook with papermill; returns the wall time (s).
+
+    The parameters are checked first (:func:`chapter_run_parameters`). The executed notebook is
+    written next to a temporary name and moved into place only when the run succeeded, so a
+    failed run leaves no half-written chapter behind. ``progress``: show cells done and time
+    spent on stderr (:class:`CellProgress`); None: yes (a bar on a terminal, else a line every
+    30 s).
+    """
+    import papermill as pm
+
+    parameters = chapter_run_parameters(chapter, profile, bids_dir, work_dir, seed, extra)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.running.ipynb")
+    reporter = CellProgress(chapter.path.stem) if progress is not False else None
     # The kernel inherits this process's environment: a non-interactive backend such as Agg
     # (common in CI) would drop every figure from the executed notebook, and so from the book.
     previous_backend = os.environ.get("MPLBACKEND")
@@ -136,9 +301,13 @@ def execute_chapter(
             parameters=parameters,
             cwd=str(REPO_ROOT),
             kernel_name="python3",
-            progress_bar=False,
+            engine_name=_register_engine(),
+            progress_bar=False,  # papermill's own bar: replaced by CellProgress
+            progress=reporter,
         )
     finally:
+        if reporter is not None:
+            reporter.close()
         if previous_backend is None:
             os.environ.pop("MPLBACKEND", None)
         else:
@@ -225,23 +394,23 @@ def build_book(src: Path, build_dir: Path) -> Path:
 def write_parameter_reference(src: Path, chapters: list[Chapter] | None = None) -> None:
     """Write ``book/chapter-parameters.md``: every chapter's papermill parameters and profile values.
 
-    Read from the notebooks themselves (their ``parameters`` cell and metadata), so the page that
-    includes it cannot drift from the code.
+    Read from the notebooks' parameters cells (name, default, meaning) and from
+    :mod:`qt1lib.config` (the values of the ``quick`` and ``paper`` profiles), the sources the
+    runner uses, so the page that includes it cannot drift from the code.
     """
-    import papermill as pm
 
     def cell(text: object) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
     sections = []
     for chapter in chapters if chapters is not None else find_chapters():
-        parameters = pm.inspect_notebook(str(chapter.path))
+        parameters = chapter.declared_parameters()
         profiles = {name: chapter.profile_parameters(name) for name in ("quick", "paper")}
         rows = []
         for name, info in parameters.items():
             quick = profiles["quick"].get(name, "")
             paper = profiles["paper"].get(name, "")
-            rows.append(f"| `{name}` | `{cell(info['default'])}` | {cell(quick)} | {cell(paper)} | {cell(info['help'])} |")
+            rows.append(f"| `{name}` | `{cell(info.source)}` | {cell(quick)} | {cell(paper)} | {cell(info.help)} |")
         sections.append(
             f"### `{chapter.path.name}`\n\n| parameter | default | quick | paper | meaning |\n|---|---|---|---|---|\n"
             + "\n".join(rows)
@@ -258,14 +427,17 @@ def run_study(
     seed: int = 0,
     only: list[str] | None = None,
     build: bool = True,
+    progress: bool | None = None,
 ) -> Path:
     """Execute the chapters for ``profile`` and build the book; returns the HTML directory.
 
     Parameters
     ----------
     profile : {"smoke", "quick", "paper"}
+        Profile of :mod:`qt1lib.config`.
     build_dir : Path
-        Build tree: ``src/`` (book sources and executed notebooks) and ``html/``.
+        Build tree: ``src/`` (book sources and executed notebooks) and ``html/``. One runner at a
+        time (:func:`build_lock`).
     bids_dir, work_dir : Path, optional
         Input dataset and working directory; default ``work/<profile>/bids`` and
         ``work/<profile>`` under the repository (the embedded cohort is generated there).
@@ -275,32 +447,46 @@ def run_study(
         Chapter numbers to run (default: all); the book is built only when all ran.
     build : bool
         Run ``jupyter-book build`` after the notebooks.
+    progress : bool, optional
+        Show each chapter's cells done and time spent (:class:`CellProgress`); default yes.
+
+    Raises
+    ------
+    BuildDirectoryLocked
+        Another runner uses ``build_dir``.
+    qt1lib.notebook.ParameterError
+        A chapter's parameters do not match its parameters cell (checked for every chapter
+        before the first one runs).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     build_dir = Path(build_dir).resolve()
     work_dir = Path(work_dir or REPO_ROOT / "work" / profile).resolve()
     bids_dir = Path(bids_dir or work_dir / "bids").resolve()
-    src = prepare_sources(build_dir)
-    timings: dict[str, float] = {}
-    chapters = find_chapters(only=only)
-    for i, chapter in enumerate(chapters, 1):
-        print(f"[{i}/{len(chapters)}] {chapter.path.name} (profile {profile})", flush=True)
-        timings[chapter.path.name] = execute_chapter(
-            chapter, src / "notebooks" / chapter.path.name, profile, bids_dir, work_dir, seed
-        )
-        print(f"    {timings[chapter.path.name]:.1f} s", flush=True)
-    write_timings(src, profile, timings)
-    write_parameter_reference(src)
-    html = build_dir / "html"
-    if build and not only:
-        html = build_book(src, build_dir)
-        print(f"book: {html / 'index.html'}")
+    with build_lock(build_dir):
+        chapters = find_chapters(only=only)
+        for chapter in chapters:  # fail before anything runs
+            chapter_run_parameters(chapter, profile, bids_dir, work_dir, seed)
+        src = prepare_sources(build_dir)
+        timings: dict[str, float] = {}
+        for i, chapter in enumerate(chapters, 1):
+            print(f"[{i}/{len(chapters)}] {chapter.path.name} (profile {profile})", flush=True)
+            timings[chapter.path.name] = execute_chapter(
+                chapter, src / "notebooks" / chapter.path.name, profile, bids_dir, work_dir, seed, progress=progress
+            )
+            print(f"    {timings[chapter.path.name]:.1f} s", flush=True)
+        write_timings(src, profile, timings)
+        write_parameter_reference(src)
+        html = build_dir / "html"
+        if build and not only:
+            html = build_book(src, build_dir)
+            print(f"book: {html / 'index.html'}")
     return html
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (``python -m qt1lib.study``)."""
+    """Command-line entry point (``python -m qt1lib.study``); 2 when the build directory is in
+    use or a chapter's parameters are invalid."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=PROFILES, default="quick")
     parser.add_argument("--build-dir", type=Path, default=REPO_ROOT / "_build")
@@ -309,8 +495,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--notebooks", nargs="*", default=None, help="chapter numbers to run, e.g. 01 02")
     parser.add_argument("--no-book", action="store_true", help="run the notebooks but do not build the book")
+    parser.add_argument("--no-progress", action="store_true", help="do not show the cells done within a chapter")
     args = parser.parse_args(argv)
-    run_study(args.profile, args.build_dir, args.bids_dir, args.work_dir, args.seed, args.notebooks, not args.no_book)
+    try:
+        run_study(args.profile, args.build_dir, args.bids_dir, args.work_dir, args.seed, args.notebooks,
+                  not args.no_book, progress=False if args.no_progress else None)
+    except (BuildDirectoryLocked, ParameterError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -32,7 +32,8 @@ from qt1lib.calibrate import (
     sliding_window_inference,
     train_model,
 )
-from qt1lib.calibrate.train import CHECKPOINT_FILE, MODEL_FILE, _draw_centres
+from qt1lib.calibrate.train import CHECKPOINT_FILE, MODEL_FILE, MODEL_STEP, _draw_centres
+from qt1lib.store import Store
 
 TISSUES = (1, 2, 3)
 
@@ -436,23 +437,23 @@ class Interrupt(Exception):
 def test_resume_after_interruption_gives_uninterrupted_weights(subjects, tmp_path):
     train = {k: subjects[k] for k in ("sub-01", "sub-02")}
     cfg = replace(TINY, patience=10)
-    full = train_model(train, cfg, seed=5, out_dir=tmp_path / "full", progress=False)
+    full = train_model(train, cfg, seed=5, progress=False)  # no store: no files
+    store = Store(tmp_path / "store")
 
     def stop_at_2(epoch, record):
         if epoch == 2:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train_model(train, cfg, seed=5, out_dir=tmp_path / "cut", on_epoch=stop_at_2, progress=False)
-    assert (tmp_path / "cut" / CHECKPOINT_FILE).exists() and not (tmp_path / "cut" / MODEL_FILE).exists()
+        train_model(train, cfg, 5, store, on_epoch=stop_at_2, progress=False)
+    assert [p.name for p in (tmp_path / "store").rglob("*.pt")] == [CHECKPOINT_FILE]  # in scratch; no model
     epochs = []
-    resumed = train_model(train, cfg, seed=5, out_dir=tmp_path / "cut", progress=False,
-                          on_epoch=lambda e, r: epochs.append(e))
+    resumed = train_model(train, cfg, 5, store, progress=False, on_epoch=lambda e, r: epochs.append(e))
     assert epochs == [3, 4]
     assert state_equal(full.model, resumed.model)
     assert resumed.best_epoch == full.best_epoch
     assert full.history["val_loss"].equals(resumed.history["val_loss"])
-    assert not (tmp_path / "cut" / CHECKPOINT_FILE).exists()
+    assert [p.name for p in (tmp_path / "store").rglob("*.pt")] == [MODEL_FILE]  # the checkpoint is spent
 
 
 def test_saved_model_round_trip_and_cache(subjects, tmp_path):
@@ -460,19 +461,24 @@ def test_saved_model_round_trip_and_cache(subjects, tmp_path):
     cfg = replace(TINY, channels=("t1", "b1"), target="patch")
     with_b1 = {k: SubjectData({"t1": s.inputs["t1"], "b1": np.ones(s.shape)}, s.target, s.mask, s.labels)
                for k, s in train.items()}
-    model = train_model(with_b1, cfg, seed=1, out_dir=tmp_path, progress=False)
-    saved = torch.load(tmp_path / MODEL_FILE, weights_only=True)
+    store = Store(tmp_path)
+    model = train_model(with_b1, cfg, seed=1, store=store, progress=False)
+    path = store.entry(MODEL_STEP, model.fingerprint) / MODEL_FILE
+    saved = torch.load(path, weights_only=True)
     assert saved["config"] == cfg.to_dict() and saved["in_channels"] == 2 and saved["seed"] == 1
     assert saved["normalisation"]["channels"] == ["t1", "b1"] and saved["qt1lib_version"]
-    loaded = TrainedModel.load(tmp_path / MODEL_FILE)
+    loaded = TrainedModel.load(path)
     assert state_equal(model.model, loaded.model) and loaded.config == cfg
     test = with_b1["sub-01"]
     np.testing.assert_array_equal(model.predict(test), loaded.predict(test))
     calls = []
-    cached = train_model(with_b1, cfg, seed=1, out_dir=tmp_path, progress=False, on_epoch=lambda e, r: calls.append(e))
+    cached = train_model(with_b1, cfg, seed=1, store=store, progress=False, on_epoch=lambda e, r: calls.append(e))
     assert calls == [] and state_equal(cached.model, model.model)
-    with pytest.warns(UserWarning, match="other data or parameters"):
-        train_model(with_b1, replace(cfg, max_epochs=1), seed=1, out_dir=tmp_path, progress=False)
+    other = train_model(with_b1, replace(cfg, max_epochs=1), seed=1, store=store, progress=False)
+    assert other.fingerprint != model.fingerprint and path.exists()  # another entry beside it
+    assert [e.outcome for e in store.events] == ["miss", "hit", "miss"]
+    with pytest.raises(TypeError, match="replaces out_dir"):
+        train_model(with_b1, cfg, 1, tmp_path, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -504,20 +510,22 @@ def check_cross_validation(result, subjects):
 def test_cross_validation_plumbing_callback_and_rerun(subjects, tmp_path):
     cfg = replace(TINY, max_epochs=1)
     written = {}
-    result = run_cross_validation(subjects, cfg, tmp_path, seed=0, progress=False,
+    store = Store(tmp_path)
+    result = run_cross_validation(subjects, cfg, seed=0, store=store, progress=False,
                                   write_map=lambda s, m, a: written.setdefault((s, m), a))
     check_cross_validation(result, subjects)
     assert len(written) == 16 and np.array_equal(written[("sub-02", "resnet")], result.maps["sub-02"]["resnet"],
                                                  equal_nan=True)
-    assert all(p.exists() for p in result.model_paths.values())
-    again = run_cross_validation(subjects, cfg, tmp_path, seed=0, progress=False, keep_maps=False)
+    assert len(result.model_paths) == 4 and all(p.exists() for p in result.model_paths.values())
+    again = run_cross_validation(subjects, cfg, seed=0, store=store, progress=False, keep_maps=False)
     assert again.voxels.equals(result.voxels) and again.maps == {}
+    assert [e.outcome for e in store.events] == ["miss"] * 4 + ["hit"] * 4
 
 
 @pytest.mark.slow
 def test_cross_validation_end_to_end_network_beats_baselines_without_labels(subjects, tmp_path):
     cfg = replace(TINY, patches_per_epoch=1024, validation_patches=512, batch_size=64, max_epochs=12, patience=4)
-    result = run_cross_validation(subjects, cfg, tmp_path, seed=0, progress=False)
+    result = run_cross_validation(subjects, cfg, seed=0, store=Store(tmp_path), progress=False)
     check_cross_validation(result, subjects)
     mean = result.metrics.groupby("method", observed=True)["rmse"].mean()
     assert mean["resnet"] < 0.8 * mean["global_linear"] < mean["none"]

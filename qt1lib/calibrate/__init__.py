@@ -12,22 +12,32 @@ config     CalibrationConfig: hyper-parameters (the cache key of a trained model
 resnet     ResNet-18 (BasicBlock [2, 2, 2, 2]) for 2-D / 3-D patches, torch.nn only.
 patches    Balanced patch sampling, extraction, whole-volume (sliding-window) inference.
 folds      Leave-one-subject-out folds.
-train      Training with early stopping, resumable checkpoints, the saved model.
+train      Training with early stopping; the model a store entry, its checkpoint in the entry's scratch.
 baselines  No calibration, global linear fit, per-tissue linear fit.
-crossval   run_cross_validation: every fold, every method, a tidy voxel table.
+crossval   run_cross_validation: every fold, every method, a tidy voxel table, the baselines' coefficients.
+results    cached_cross_validation: the saved cross-validation of chapters 06/07, a store entry of TSV tables.
 
 Typical use (chapters 06/07)::
 
     subjects = {"sub-01": SubjectData(inputs={"t1": t1_map, "b1": b1_map}, target=ir_t1,
                                       mask=brain, labels=dseg), ...}
     config = CalibrationConfig(channels=("t1", "b1"), patch_shape=(32, 32))
-    result = run_cross_validation(subjects, config, work_dir / "calibrate", seed=0)
+    store = qt1lib.store.Store(work_dir / "store")
+    result, reused = cached_cross_validation(subjects, config, seed=0, store=store)
     qt1lib.stats.fold_summary(result.metrics)
 """
 
 from .baselines import LinearCalibration, fit_global_linear, fit_linear, fit_tissue_linear, no_calibration
 from .config import CalibrationConfig
-from .crossval import METHOD_NAMES, METHODS, CrossValidationResult, run_cross_validation, voxel_table
+from .crossval import (
+    BASELINE_COLUMNS,
+    METHOD_NAMES,
+    METHODS,
+    CrossValidationResult,
+    baseline_rows,
+    run_cross_validation,
+    voxel_table,
+)
 from .data import (
     INPUT_CHANNELS,
     T1_CHANNEL,
@@ -49,9 +59,29 @@ from .patches import (
     sliding_window_inference,
 )
 from .resnet import BasicBlock, ResNet18
-from .train import TrainedModel, build_model, resolve_device, train_model, training_fingerprint
+from .results import (
+    RESULT_STEP,
+    cached_cross_validation,
+    read_result,
+    result_entry,
+    result_parameters,
+    stored_results,
+    write_result,
+)
+from .train import (
+    MODEL_STEP,
+    TrainedModel,
+    build_model,
+    resolve_device,
+    train_model,
+    training_fingerprint,
+    training_parameters,
+)
 
 __all__ = [
+    "BASELINE_COLUMNS",
+    "MODEL_STEP",
+    "RESULT_STEP",
     "BasicBlock",
     "CalibrationConfig",
     "CrossValidationResult",
@@ -66,7 +96,9 @@ __all__ = [
     "T1_CHANNEL",
     "TISSUE_LABELS",
     "TrainedModel",
+    "baseline_rows",
     "build_model",
+    "cached_cross_validation",
     "extract_patches",
     "denormalised_output",
     "fit_global_linear",
@@ -80,12 +112,18 @@ __all__ = [
     "normalised_target",
     "pad_volume",
     "predict_centres",
+    "read_result",
+    "result_entry",
+    "result_parameters",
     "resolve_device",
     "run_cross_validation",
     "sample_centres",
     "slab_split",
     "sliding_window_inference",
+    "stored_results",
     "train_model",
     "training_fingerprint",
+    "training_parameters",
     "voxel_table",
+    "write_result",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import tissues as _tissues
 from .data import T1_CHANNEL, SubjectData
 
 __all__ = ["LinearCalibration", "fit_linear", "fit_global_linear", "fit_tissue_linear", "no_calibration"]
@@ -101,13 +102,23 @@ def no_calibration(subject: SubjectData) -> np.ndarray:
     return np.where(subject.mask, subject.inputs[T1_CHANNEL], np.nan)
 
 
-def fit_global_linear(subjects: Iterable[SubjectData], tissues: tuple[int, ...] = (1, 2, 3)) -> LinearCalibration:
-    """One line over the scored voxels of all training subjects and tissues."""
+def fit_global_linear(
+    subjects: Iterable[SubjectData], tissues: tuple[int, ...] = _tissues.labels()
+) -> LinearCalibration:
+    """One line over the scored voxels of all training subjects and tissues.
+
+    ``tissues``: labels of :mod:`qt1lib.tissues`; default the scored ones (:data:`~qt1lib.tissues.SCORED`).
+    """
     t1, target, _ = _training_voxels(subjects, tissues)
     return LinearCalibration({None: fit_linear(t1, target)})
 
 
-def fit_tissue_linear(subjects: Iterable[SubjectData], tissues: tuple[int, ...] = (1, 2, 3)) -> LinearCalibration:
-    """One line per tissue label over the scored voxels of all training subjects."""
+def fit_tissue_linear(
+    subjects: Iterable[SubjectData], tissues: tuple[int, ...] = _tissues.labels()
+) -> LinearCalibration:
+    """One line per tissue label over the scored voxels of all training subjects.
+
+    ``tissues``: labels of :mod:`qt1lib.tissues`; default the scored ones (:data:`~qt1lib.tissues.SCORED`).
+    """
     t1, target, labels = _training_voxels(subjects, tissues)
     return LinearCalibration({int(t): fit_linear(t1[labels == t], target[labels == t]) for t in tissues})

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .. import tissues as _tissues
 from .resnet import STEMS
 
 __all__ = ["CalibrationConfig", "TARGETS", "OPTIMIZERS", "LOSSES"]
@@ -61,8 +62,9 @@ class CalibrationConfig:
     width : int
         Channels of the first ResNet stage. Default 64 (He et al. 2016).
     tissues : tuple of int
-        Tissue labels (:data:`qt1lib.stats.TISSUE_LABELS`) where patch centres are sampled,
-        balanced, and the loss is computed. Default (1, 2, 3): the seed's three tissues.
+        Tissue labels (:mod:`qt1lib.tissues`) where patch centres are sampled, balanced, and the
+        loss is computed. Default: the labels of :data:`qt1lib.tissues.SCORED`, (1, 2, 3), the
+        seed's three tissues.
     patches_per_epoch : int
         Training patches drawn afresh each epoch, split evenly over subjects and tissues.
         Default 4096 (assumption: one epoch takes seconds on 2 cores, ``NOTES-toolchain.md``).
@@ -112,7 +114,7 @@ class CalibrationConfig:
     stem: str = "strided"
     input_skip: bool = False
     width: int = 64
-    tissues: tuple[int, ...] = (1, 2, 3)
+    tissues: tuple[int, ...] = _tissues.labels()
     patches_per_epoch: int = 4096
     validation_patches: int = 1024
     validation_fraction: float = 0.2

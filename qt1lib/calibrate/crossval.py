@@ -2,9 +2,11 @@
 
 For each fold (:func:`~qt1lib.calibrate.folds.make_folds`) :func:`run_cross_validation`
 
-1. trains the ResNet-18 on the training subjects (resuming from the fold's checkpoint, or
-   loading its finished model: :func:`~qt1lib.calibrate.train.train_model`);
-2. fits the baselines on the same subjects (:mod:`~qt1lib.calibrate.baselines`);
+1. trains the ResNet-18 on the training subjects (with a :class:`~qt1lib.store.Store`:
+   loading its stored model, or resuming from its checkpoint:
+   :func:`~qt1lib.calibrate.train.train_model`);
+2. fits the baselines on the same subjects (:mod:`~qt1lib.calibrate.baselines`) and keeps
+   their coefficients (:attr:`CrossValidationResult.baselines`);
 3. calibrates the held-out subject with every method (whole-volume inference for the
    network) and hands each map to a callback (e.g. a BIDS derivative writer);
 4. collects the scored voxels of the held-out subject into a tidy voxel table.
@@ -17,7 +19,6 @@ estimates from every method.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +27,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..stats import TISSUE_LABELS, TISSUES, fold_summary, tissue_metrics
-from .baselines import fit_global_linear, fit_tissue_linear, no_calibration
+from .. import tissues as _tissues
+from ..stats import fold_summary, tissue_metrics
+from ..store import Store
+from .baselines import LinearCalibration, fit_global_linear, fit_tissue_linear, no_calibration
 from .config import CalibrationConfig
 from .data import SubjectData
 from .folds import Fold, fold_seed, make_folds
-from .train import MODEL_FILE, train_model
+from .train import MODEL_FILE, MODEL_STEP, train_model
 
-__all__ = ["METHODS", "METHOD_NAMES", "CrossValidationResult", "run_cross_validation", "voxel_table"]
+__all__ = [
+    "METHODS",
+    "METHOD_NAMES",
+    "BASELINE_COLUMNS",
+    "CrossValidationResult",
+    "baseline_rows",
+    "run_cross_validation",
+    "voxel_table",
+]
 
 #: Method identifiers, in table order.
 METHODS: tuple[str, ...] = ("none", "global_linear", "tissue_linear", "resnet")
@@ -45,7 +56,15 @@ METHOD_NAMES: dict[str, str] = {
     "resnet": "ResNet-18",
 }
 
+#: Columns of :attr:`CrossValidationResult.baselines`.
+BASELINE_COLUMNS: tuple[str, ...] = ("fold", "test", "method", "tissue", "intercept", "slope")
+
 MapWriter = Callable[[str, str, np.ndarray], None]
+
+
+def _empty_baselines() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=float if c in ("intercept", "slope") else object)
+                         for c in BASELINE_COLUMNS})
 
 
 @dataclass
@@ -65,9 +84,14 @@ class CrossValidationResult:
         Training curves: ``fold``, ``subject`` (the test subject), ``epoch``, ``train_loss``,
         ``val_loss``, ``seconds``, ``best`` (the epoch whose weights were kept).
     model_paths : dict of str to Path
-        Test subject -> its fold's ``model.pt``.
+        Test subject -> its fold's ``model.pt`` in the store (empty without a store).
     maps : dict of str to dict of str to ndarray
         Test subject -> method -> calibrated T1 map (s, NaN outside the mask), when kept.
+    baselines : DataFrame
+        Coefficients of the linear baselines that scored each fold, fitted on its training
+        subjects: ``fold``, ``test``, ``method`` (``"global_linear"`` with ``tissue``
+        ``"all"``, or ``"tissue_linear"`` with a tissue name), ``tissue``, ``intercept`` (s),
+        ``slope`` (:func:`baseline_rows`).
     """
 
     folds: list[Fold]
@@ -76,14 +100,30 @@ class CrossValidationResult:
     history: pd.DataFrame
     model_paths: dict[str, Path]
     maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    baselines: pd.DataFrame = field(default_factory=_empty_baselines)
 
     def summary(self) -> pd.DataFrame:
         """:func:`qt1lib.stats.fold_summary` of :attr:`metrics` (mean and sd across folds)."""
         return fold_summary(self.metrics)
 
 
+_TISSUE_NAMES = _tissues.label_names(_tissues.ALL)
+
+
 def _tissue_name(label: int) -> str:
-    return TISSUE_LABELS.get(int(label), f"label {int(label)}")
+    """Display name of the tissue labelled ``label`` (:mod:`qt1lib.tissues`), else ``"label <n>"``."""
+    return _TISSUE_NAMES.get(int(label), f"label {int(label)}")
+
+
+def baseline_rows(fold: Fold, global_fit: LinearCalibration, tissue_fit: LinearCalibration) -> list[dict]:
+    """Rows of :attr:`CrossValidationResult.baselines` for one fold's global and per-tissue fits."""
+    (a, b), = global_fit.coefficients.values()
+    rows = [{"fold": fold.index, "test": fold.test, "method": "global_linear", "tissue": "all",
+             "intercept": float(a), "slope": float(b)}]
+    for label, (a, b) in tissue_fit.coefficients.items():
+        rows.append({"fold": fold.index, "test": fold.test, "method": "tissue_linear",
+                     "tissue": _tissue_name(label), "intercept": float(a), "slope": float(b)})
+    return rows
 
 
 def voxel_table(
@@ -121,7 +161,7 @@ def voxel_table(
     flat = np.flatnonzero(keep)
     labels = subject.labels.ravel()[flat]
     names = [_tissue_name(t) for t in tissues]
-    tissue_order = [t for t in TISSUES if t in names] + [n for n in names if n not in TISSUES]
+    tissue_order = _tissues.sort_names(names)
     lookup = np.full(max(tissues) + 1, -1)
     for t in tissues:
         lookup[t] = tissue_order.index(_tissue_name(t))
@@ -151,9 +191,9 @@ def voxel_table(
 def run_cross_validation(
     subjects: Mapping[str, SubjectData],
     config: CalibrationConfig,
-    out_dir: str | os.PathLike,
     seed: int = 0,
     *,
+    store: Store | None = None,
     device: str | torch.device | None = None,
     write_map: MapWriter | None = None,
     keep_maps: bool = True,
@@ -168,12 +208,13 @@ def run_cross_validation(
         four, hence four folds).
     config : CalibrationConfig
         Network and training hyper-parameters.
-    out_dir : path
-        Fold folders ``fold-<k>_test-<subject>/`` with ``checkpoint.pt`` / ``model.pt``;
-        rerunning with the same inputs loads finished folds and resumes interrupted ones.
     seed : int
         Study seed; fold ``k`` trains with :func:`~qt1lib.calibrate.folds.fold_seed`
         ``(seed, k)``.
+    store : qt1lib.store.Store, optional
+        Where each fold's trained network is kept (:func:`~qt1lib.calibrate.train.train_model`):
+        a rerun with the same inputs and code loads the finished folds' models and resumes an
+        interrupted fold from its checkpoint. ``None``: every fold trains, no files.
     device : str or torch.device, optional
         Default: CUDA when available, else CPU.
     write_map : callable, optional
@@ -187,21 +228,27 @@ def run_cross_validation(
     Returns
     -------
     CrossValidationResult
+        With the baselines' coefficients (:attr:`CrossValidationResult.baselines`) and, with a
+        store, the path of each fold's ``model.pt``.
     """
-    out = Path(out_dir)
+    if store is not None and not isinstance(store, Store):
+        raise TypeError(f"store must be a qt1lib.store.Store or None (it replaces out_dir), got {store!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
     folds = make_folds(subjects)
     tissues = config.tissues
-    voxels, histories, paths, kept = [], [], {}, {}
+    voxels, histories, paths, kept, baselines = [], [], {}, {}, []
     for fold in folds:
         train = {name: subjects[name] for name in fold.train}
-        fold_dir = out / f"fold-{fold.index}_test-{fold.test}"
         model = train_model(
-            train, config, fold_seed(seed, fold.index), fold_dir, device=device, progress=progress
+            train, config, fold_seed(seed, fold.index), store, device=device, progress=progress
         )
-        paths[fold.test] = fold_dir / MODEL_FILE
+        if store is not None:
+            paths[fold.test] = store.entry(MODEL_STEP, model.fingerprint) / MODEL_FILE
         test = subjects[fold.test]
         global_fit = fit_global_linear(train.values(), tissues)
         tissue_fit = fit_tissue_linear(train.values(), tissues)
+        baselines.extend(baseline_rows(fold, global_fit, tissue_fit))
         t1 = no_calibration(test)
         maps = {
             "none": t1,
@@ -230,4 +277,5 @@ def run_cross_validation(
         history=pd.concat(histories, ignore_index=True),
         model_paths=paths,
         maps=kept,
+        baselines=pd.DataFrame(baselines, columns=list(BASELINE_COLUMNS)),
     )

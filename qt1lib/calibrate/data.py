@@ -8,9 +8,9 @@ are registered and resampled onto the IR maps, DESIGN.md section 4.6):
   ``"t1_std"`` (posterior standard deviation of T1, s). Any other name may be used.
 * ``target``: the IR reference T1 = 1 / R1f (s); NaN where there is none (failed fits).
 * ``mask``: the brain mask (bool); patches are centred and maps calibrated inside it.
-* ``labels``: integer tissue labels (:data:`qt1lib.stats.TISSUE_LABELS`: 1 WM,
-  2 subcortical GM, 3 cortical GM; any other value is not scored, e.g. 0 background and
-  4 CSF in the digital cohort's ``dseg``). The network does not see them: they balance the
+* ``labels``: integer tissue labels (:mod:`qt1lib.tissues`: 1 WM, 2 subcortical GM,
+  3 cortical GM, 4 CSF, 0 background; the configured tissues, by default the scored ones of
+  :data:`qt1lib.tissues.SCORED`, are scored). The network does not see them: they balance the
   patch sampling, select the voxels of the loss, and split the statistics.
 """
 
@@ -23,7 +23,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..stats import TISSUE_LABELS
+from ..stats import TISSUE_LABELS  # re-exported: alias of qt1lib.tissues.label_names()
 
 __all__ = [
     "SubjectData",

@@ -14,9 +14,18 @@ One call of :func:`train_model` trains a network on the training subjects of a f
 4. after each epoch, write a checkpoint (model, optimiser, early-stopping state, history)
    atomically (temporary file + ``os.replace``), so an interrupted fold resumes where it
    stopped; stop when the validation loss has not improved for ``patience`` epochs;
-5. keep the weights of the best validation epoch and save them with everything that made
-   them (hyper-parameters, channels, normalisation, qt1lib version, seed, a fingerprint of
-   the data) as ``model.pt``.
+5. keep the weights of the best validation epoch with everything that made them
+   (hyper-parameters, channels, normalisation, qt1lib version, seed, the store key).
+
+With a :class:`~qt1lib.store.Store` the trained model is the store entry of step
+:data:`MODEL_STEP` (``model.pt``, read back by :data:`MODEL_CODEC`), keyed by
+:func:`training_parameters` (hyper-parameters, seed, the digests of the training subjects'
+arrays) and the source of :data:`TRAINING_MODULES` and of every qt1lib module they import: a
+rerun loads it and trains nothing, and editing the training code retrains. The per-epoch
+checkpoint lives in the entry's :meth:`~qt1lib.store.Store.scratch` folder (same key) until the
+model is committed. A damaged model or checkpoint (a file that no longer reads, or whose
+SHA-256 differs from the one written with it) is removed with a warning naming it and trained
+again, never served and never a crash.
 
 Every random draw derives from ``seed``: NumPy generators ``default_rng([seed, stream,
 epoch])`` for the sampling, ``torch.manual_seed(seed)`` (in a forked RNG state) for the
@@ -28,8 +37,10 @@ resumed run gives the weights of an uninterrupted one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +56,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..io import atomic_write_bytes
+from ..store import Store
 from .config import CalibrationConfig
 from .data import (
     Normalisation,
@@ -57,11 +70,33 @@ from .data import (
 from .patches import extract_patches, pad_volume, predict_centres, sample_centres, slab_split, sliding_window_inference
 from .resnet import ResNet18
 
-__all__ = ["TrainedModel", "build_model", "train_model", "training_fingerprint", "resolve_device", "MODEL_FILE", "CHECKPOINT_FILE"]
+__all__ = [
+    "TrainedModel",
+    "ModelCodec",
+    "MODEL_CODEC",
+    "MODEL_STEP",
+    "TRAINING_MODULES",
+    "build_model",
+    "train_model",
+    "training_parameters",
+    "training_fingerprint",
+    "resolve_device",
+    "MODEL_FILE",
+    "CHECKPOINT_FILE",
+]
 
+#: Store step of a trained model.
+MODEL_STEP = "calibration_model"
+#: qt1lib modules whose source (with that of every qt1lib module they import) keys a trained model.
+TRAINING_MODULES: tuple[str, ...] = ("qt1lib.calibrate.train",)
+#: The model's file in its store entry (``torch.save`` of :meth:`TrainedModel.to_dict`).
 MODEL_FILE = "model.pt"
+#: What the model entry records of ``model.pt`` (its SHA-256) and of the training, as JSON.
+MODEL_INFO_FILE = "model.json"
+#: The per-epoch checkpoint's file in the entry's scratch folder.
 CHECKPOINT_FILE = "checkpoint.pt"
 _FORMAT = "qt1lib.calibrate.TrainedModel/1"
+_CHECKPOINT_MAGIC = b"qt1lib.calibrate.checkpoint/1\n"  # then the SHA-256 (32 bytes) of the torch.save payload
 # Independent random streams derived from the seed.
 _SPLIT, _VALIDATION, _TRAIN, _SHUFFLE = 0, 1, 2, 3
 
@@ -95,15 +130,30 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def training_fingerprint(subjects: Mapping[str, SubjectData], config: CalibrationConfig, seed: int) -> str:
-    """SHA-256 of what determines a trained model: data, hyper-parameters, seed, qt1lib version."""
-    key = {
-        "config": config.digest(),
+def training_parameters(subjects: Mapping[str, SubjectData], config: CalibrationConfig, seed: int) -> dict[str, Any]:
+    """The parameters of a trained model's store entry: hyper-parameters, seed, training subjects' data.
+
+    Returns
+    -------
+    dict
+        ``config`` (:meth:`CalibrationConfig.to_dict`), ``seed`` and ``subjects`` (name ->
+        :attr:`SubjectData.digest`, the SHA-256 of the subject's arrays).
+    """
+    return {
+        "config": config.to_dict(),
         "seed": int(seed),
-        "qt1lib": __version__,
         "subjects": {name: subjects[name].digest for name in sorted(subjects)},
     }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def training_fingerprint(subjects: Mapping[str, SubjectData], config: CalibrationConfig, seed: int) -> str:
+    """The store key of the model that these subjects, hyper-parameters and seed train (SHA-256, hex).
+
+    It hashes :func:`training_parameters` and the source of :data:`TRAINING_MODULES` (and of the
+    qt1lib modules they import), as :meth:`qt1lib.store.Store.key` does for step
+    :data:`MODEL_STEP`; a key does not depend on the store's folder.
+    """
+    return Store(".").key(MODEL_STEP, training_parameters(subjects, config, seed), modules=TRAINING_MODULES)
 
 
 class _PatchDataset(Dataset):
@@ -273,7 +323,7 @@ class TrainedModel:
     best_epoch : int
         Epoch whose weights were kept.
     fingerprint : str
-        :func:`training_fingerprint` of the training.
+        :func:`training_fingerprint` of the training: the key of its store entry.
     train_subjects : tuple of str
         Subjects it was trained on.
     """
@@ -376,27 +426,109 @@ class TrainedModel:
         )
 
 
-def _load_if_matching(path: Path, fingerprint: str, what: str) -> dict | None:
+@dataclass(frozen=True)
+class ModelCodec:
+    """A :class:`TrainedModel` in a store entry: ``model.pt`` and ``model.json``.
+
+    ``model.pt`` is ``torch.save`` of :meth:`TrainedModel.to_dict` (loadable on its own with
+    :meth:`TrainedModel.load`); ``model.json`` records its SHA-256, checked on every read, and
+    a summary of the training. A file that does not read, or a ``model.pt`` whose SHA-256
+    differs, raises ``ValueError`` naming the file: the store then removes the entry with a
+    warning and trains again.
+    """
+
+    name: str = "calibration_model"
+
+    def write(self, value: TrainedModel, folder: Path) -> None:
+        buffer = io.BytesIO()
+        torch.save(value.to_dict(), buffer)
+        raw = buffer.getvalue()
+        (folder / MODEL_FILE).write_bytes(raw)
+        info = {
+            "format": _FORMAT,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "seed": int(value.seed),
+            "train_subjects": list(value.train_subjects),
+            "epochs": int(len(value.history)),
+            "best_epoch": int(value.best_epoch),
+            "config": value.config.to_dict(),
+        }
+        (folder / MODEL_INFO_FILE).write_text(json.dumps(info, indent=1, sort_keys=True))
+
+    def read(self, folder: Path) -> TrainedModel:
+        path = folder / MODEL_FILE
+        try:
+            info = json.loads((folder / MODEL_INFO_FILE).read_text())
+            raw = path.read_bytes()
+            if hashlib.sha256(raw).hexdigest() != info["sha256"]:
+                raise ValueError(f"its SHA-256 differs from the one in {MODEL_INFO_FILE}")
+            return TrainedModel.from_dict(torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True))
+        except Exception as err:
+            raise ValueError(f"{path}: unreadable calibration model ({type(err).__name__}: {err})") from err
+
+
+#: The codec of :data:`MODEL_STEP` entries.
+MODEL_CODEC = ModelCodec()
+
+_STATE_KEYS = frozenset({"epoch", "best_val", "best_epoch", "bad_epochs", "stopped", "history", "best_state"})
+
+
+def _initial_state() -> dict[str, Any]:
+    return {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0, "stopped": False,
+            "history": [], "best_state": None}
+
+
+def _write_checkpoint(path: Path, key: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      state: Mapping[str, Any]) -> None:
+    """Write the training state atomically: magic, SHA-256 of the payload, the ``torch.save`` payload."""
+    buffer = io.BytesIO()
+    torch.save({"key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": dict(state)},
+               buffer)
+    payload = buffer.getvalue()
+    atomic_write_bytes(path, _CHECKPOINT_MAGIC + hashlib.sha256(payload).digest() + payload)
+
+
+def _damaged_checkpoint(path: Path, err: BaseException) -> None:
+    warnings.warn(f"{path}: damaged checkpoint ({type(err).__name__}: {err}); it is removed and the fold "
+                  "trains from its first epoch", stacklevel=2)
+    path.unlink(missing_ok=True)
+
+
+def _read_checkpoint(path: Path, key: str) -> dict | None:
+    """The checkpoint at ``path``; None when there is none, or when it is damaged (removed, with a warning)."""
     if not path.exists():
         return None
-    d = torch.load(path, map_location="cpu", weights_only=True)
-    if d.get("fingerprint") == fingerprint:
-        return d
-    warnings.warn(f"{path}: {what} of other data or parameters; training again", stacklevel=3)
-    return None
+    try:
+        raw = path.read_bytes()
+        head = len(_CHECKPOINT_MAGIC)
+        if raw[:head] != _CHECKPOINT_MAGIC:
+            raise ValueError("not a qt1lib calibration checkpoint")
+        digest, payload = raw[head:head + 32], raw[head + 32:]
+        if hashlib.sha256(payload).digest() != digest:
+            raise ValueError("its content differs from the SHA-256 written with it")
+        ckpt = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+        if ckpt.get("key") != key:
+            raise ValueError("a checkpoint of another training")
+        missing = _STATE_KEYS - set(ckpt["state"])
+        if missing:
+            raise ValueError(f"its training state lacks {sorted(missing)}")
+        return ckpt
+    except Exception as err:  # a checkpoint that does not read is absent: train again, never crash
+        _damaged_checkpoint(path, err)
+        return None
 
 
 def train_model(
     subjects: Mapping[str, SubjectData],
     config: CalibrationConfig,
     seed: int = 0,
-    out_dir: str | os.PathLike | None = None,
+    store: Store | None = None,
     *,
     device: str | torch.device | None = None,
     progress: bool = True,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainedModel:
-    """Train (or resume, or load) the calibration network on training subjects.
+    """Train (or resume, or load from the store) the calibration network on training subjects.
 
     Parameters
     ----------
@@ -406,13 +538,17 @@ def train_model(
         Hyper-parameters.
     seed : int
         Seed of every random draw of the training.
-    out_dir : path, optional
-        Folder of ``checkpoint.pt`` (per epoch) and ``model.pt`` (final). If ``model.pt``
-        exists with the same fingerprint (data, config, seed, qt1lib version) it is loaded
-        and nothing is trained; a matching checkpoint is resumed; files of other inputs are
-        replaced (with a warning). ``None``: no files.
+    store : qt1lib.store.Store, optional
+        Where the trained model is kept: the entry of step :data:`MODEL_STEP` whose key
+        (:func:`training_fingerprint`) hashes :func:`training_parameters` and the source of
+        :data:`TRAINING_MODULES`. A sound entry is loaded and nothing is trained; otherwise the
+        checkpoint of the entry's scratch folder (``checkpoint.pt``, written atomically after
+        each epoch) is resumed, the model is committed and the checkpoint removed. A damaged
+        model or checkpoint is removed with a warning naming it and trained again. ``None``: no
+        files.
     device : str or torch.device, optional
-        Default: CUDA when available, else CPU.
+        Default: CUDA when available, else CPU (not part of the key: a model trained on a GPU
+        is reused on the CPU).
     progress : bool
         Show a tqdm bar over epochs.
     on_epoch : callable, optional
@@ -422,34 +558,73 @@ def train_model(
     Returns
     -------
     TrainedModel
-        On the CPU, in evaluation mode.
+        On the CPU, in evaluation mode; its ``fingerprint`` is the store key.
+
+    Raises
+    ------
+    TypeError
+        If ``store`` is not a :class:`~qt1lib.store.Store` (``out_dir`` was replaced by it) or
+        ``seed`` is not an integer.
     """
     if not subjects:
         raise ValueError("subjects must hold at least one training subject")
-    cfg = config
-    names = sorted(subjects)
-    fingerprint = training_fingerprint(subjects, cfg, seed)
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if (saved := _load_if_matching(out / MODEL_FILE, fingerprint, "a model")) is not None:
-            return TrainedModel.from_dict(saved)
-    dev = resolve_device(device)
-    data = _prepare(subjects, cfg, seed)
+    if store is not None and not isinstance(store, Store):
+        raise TypeError(f"store must be a qt1lib.store.Store or None (it replaces out_dir), got {store!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    parameters = training_parameters(subjects, config, seed)
+    if store is None:
+        return _train(subjects, config, int(seed), training_fingerprint(subjects, config, seed), None, device,
+                      progress, on_epoch)
+    key = store.key(MODEL_STEP, parameters, modules=TRAINING_MODULES)
+    scratch: list[Path] = []
 
+    def compute() -> TrainedModel:
+        folder = store.scratch(MODEL_STEP, parameters, modules=TRAINING_MODULES)
+        scratch.append(folder)
+        return _train(subjects, config, int(seed), key, folder / CHECKPOINT_FILE, device, progress, on_epoch)
+
+    trained = store.get_or_compute(MODEL_STEP, parameters, compute, MODEL_CODEC, modules=TRAINING_MODULES)
+    for folder in scratch:  # the model is committed: its checkpoint is spent
+        shutil.rmtree(folder, ignore_errors=True)
+    return trained
+
+
+def _fresh_model(config: CalibrationConfig, seed: int, device: torch.device) -> tuple[ResNet18, torch.optim.Optimizer]:
+    """The initial network (seeded, in a forked torch RNG state) and its optimiser."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model(cfg)
-    model.to(dev)
-    optimizer = _make_optimizer(model, cfg)
+        model = build_model(config)
+    model.to(device)
+    return model, _make_optimizer(model, config)
 
-    state: dict[str, Any] = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0,
-                             "stopped": False, "history": [], "best_state": None}
-    ckpt_path = out / CHECKPOINT_FILE if out is not None else None
-    if ckpt_path is not None and (ckpt := _load_if_matching(ckpt_path, fingerprint, "a checkpoint")) is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state = ckpt["state"]
+
+def _train(
+    subjects: Mapping[str, SubjectData],
+    config: CalibrationConfig,
+    seed: int,
+    key: str,
+    ckpt_path: Path | None,
+    device: str | torch.device | None,
+    progress: bool,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> TrainedModel:
+    """The training of :func:`train_model`, checkpointed to ``ckpt_path`` (None: no checkpoint)."""
+    cfg = config
+    names = sorted(subjects)
+    dev = resolve_device(device)
+    data = _prepare(subjects, cfg, seed)
+    model, optimizer = _fresh_model(cfg, seed, dev)
+    state = _initial_state()
+    if ckpt_path is not None and (ckpt := _read_checkpoint(ckpt_path, key)) is not None:
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            state = ckpt["state"]
+        except Exception as err:  # a checkpoint the network does not accept: start again from scratch
+            _damaged_checkpoint(ckpt_path, err)
+            model, optimizer = _fresh_model(cfg, seed, dev)
+            state = _initial_state()
 
     validate = data.val_loader is not None
     bar = tqdm(total=cfg.max_epochs, initial=state["epoch"], desc="epochs", disable=not progress)
@@ -472,8 +647,7 @@ def train_model(
             state["history"].append(record)
             state["epoch"] = epoch
             if ckpt_path is not None:
-                _atomic_save({"fingerprint": fingerprint, "model": model.state_dict(),
-                              "optimizer": optimizer.state_dict(), "state": state}, ckpt_path)
+                _write_checkpoint(ckpt_path, key, model, optimizer, state)
             bar.update(1)
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
             if on_epoch is not None:
@@ -481,20 +655,16 @@ def train_model(
 
     if state["best_state"] is not None:  # None only if every validation loss was NaN: keep the last weights
         model.load_state_dict(state["best_state"])
-    trained = TrainedModel(
+    return TrainedModel(
         model=model.cpu().eval(),
         config=cfg,
         normalisation=data.norm,
         seed=seed,
         history=pd.DataFrame(state["history"], columns=["epoch", "train_loss", "val_loss", "seconds"]),
         best_epoch=state["best_epoch"],
-        fingerprint=fingerprint,
+        fingerprint=key,
         train_subjects=tuple(names),
     )
-    if out is not None:
-        trained.save(out / MODEL_FILE)
-        ckpt_path.unlink(missing_ok=True)
-    return trained
 
 
 def _train_epoch(

