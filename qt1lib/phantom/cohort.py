@@ -1,4 +1,7 @@
-"""The digital cohort written as a BIDS dataset, with its ground truth, and reused when unchanged.
+"""The digital cohort written as a BIDS dataset, with its ground truth.
+
+Whether an existing cohort can be reused is decided by the study's store
+(:func:`qt1lib.workflow.dataset.ensure_cohort`), not here: :func:`make_cohort` always writes.
 
 Layout (DESIGN.md section 3; the same layout :mod:`qt1lib.bids` reads for real data)::
 
@@ -7,7 +10,7 @@ Layout (DESIGN.md section 3; the same layout :mod:`qt1lib.bids` reads for real d
     sub-01/anat/sub-01_acq-SIR_inv-1_IRT1.nii.gz (+ .json)        one per SIR sample
     sub-01/fmap/sub-01_TB1map.nii.gz (+ .json)                     measured relative B1+
     derivatives/phantom/parameters.json                            cache key (written last)
-    derivatives/phantom/dseg.tsv                                   tissue labels
+    derivatives/phantom/dseg.tsv                                   tissue labels (qt1lib.tissues)
     derivatives/phantom/sub-01/anat/sub-01[_space-SIR]_label-<L>_probseg.nii.gz
     derivatives/phantom/sub-01/anat/sub-01[_space-SIR]_dseg.nii.gz
     derivatives/phantom/sub-01/anat/sub-01[_space-SIR]_desc-R1f_R1map.nii.gz   (s^-1)
@@ -41,11 +44,11 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from .. import tissues as _tissues
 from ..io import atomic_write_bytes, load_json, save_json, save_nifti, save_tsv
 from ..protocols import SEED_7T_MP3RAGE, MPnRAGEProtocol
 from ..protocols_sir import DORTCH_2018_SIR, SIRProtocol
 from ..sequences.twopool import TISSUES_7T
-from .anatomy import BIDS_LABELS, TISSUE_CLASSES
 from .fields import RigidMotion
 from .simulate import SimulationSettings, SpaceTruth, SubjectImages, draw_subject, simulate_subject
 
@@ -100,14 +103,11 @@ class Cohort:
         Subject labels (without ``sub-``).
     parameters : dict
         The parameters it was generated with (``derivatives/phantom/parameters.json``).
-    regenerated : bool
-        False when an existing dataset with the same parameters was reused.
     """
 
     bids_dir: Path
     subjects: tuple[str, ...]
     parameters: dict
-    regenerated: bool
 
 
 def cohort_settings(
@@ -192,18 +192,18 @@ def make_cohort(
     b1_noise: float = 0.02,
     motion: bool = True,
     bound_pool: bool = True,
-    force: bool = False,
     progress: bool = True,
 ) -> Cohort:
-    """Write the digital cohort as a BIDS dataset, or reuse it when it exists with the same parameters.
+    """Write the digital cohort as a BIDS dataset.
 
     Parameters
     ----------
     bids_dir : path-like
         Dataset root. It must be empty, absent, or a cohort that this function wrote (it never
-        overwrites other data). Regenerating a cohort removes the old one and everything under
-        its ``derivatives/`` (computed from the old images); ``derivatives/phantom/parameters.json``
-        is written last, so an interrupted generation is never reused.
+        overwrites other data). Writing over a cohort removes the old one and everything under
+        its ``derivatives/`` (computed from the old images). ``derivatives/phantom/`` is created
+        first and ``derivatives/phantom/parameters.json`` written last, so an interrupted
+        generation is recognised as an incomplete cohort.
     profile : {"smoke", "quick", "paper"}
         Voxel sizes (:data:`PROFILES`).
     seed : int
@@ -234,8 +234,6 @@ def make_cohort(
         Head-position change between the sessions.
     bound_pool : bool
         False simulates single-pool tissue (PSR = 0).
-    force : bool
-        Regenerate even when the parameters match.
     progress : bool
         Show a progress bar (tqdm).
 
@@ -267,13 +265,10 @@ def make_cohort(
     parameters = _parameters(settings, profile, seed, anatomy_seed, n_subjects)
     subjects = tuple(subject_label(i) for i in range(n_subjects))
     key_file = bids_dir / _PHANTOM / "parameters.json"
-    if key_file.is_file() and not force:
-        try:
-            if load_json(key_file) == parameters:
-                return Cohort(bids_dir, subjects, parameters, regenerated=False)
-        except ValueError:
-            pass  # unreadable cache key: regenerate
     _clear(bids_dir)
+    # the truth folder first: a generation killed from here on is recognised as an (incomplete)
+    # cohort (qt1lib.workflow.dataset.is_cohort_folder), never taken for a user's data
+    (bids_dir / _PHANTOM).mkdir(parents=True, exist_ok=True)
 
     from tqdm.auto import tqdm
 
@@ -282,7 +277,7 @@ def make_cohort(
         model = draw_subject(settings, index, anatomy_seed)
         write_subject(bids_dir, simulate_subject(settings, model, seed), settings)
     save_json(parameters, key_file)
-    return Cohort(bids_dir, subjects, parameters, regenerated=True)
+    return Cohort(bids_dir, subjects, parameters)
 
 
 def _clear(bids_dir: Path) -> None:
@@ -346,20 +341,24 @@ def _write_dataset_files(bids_dir: Path, settings: SimulationSettings, subjects:
         phantom / "dataset_description.json",
     )
     save_tsv(
-        pd.DataFrame({"index": range(1, len(TISSUE_CLASSES) + 1), "name": [BIDS_LABELS[t] for t in TISSUE_CLASSES]}),
+        pd.DataFrame({"index": [t.label for t in _tissues.ALL], "name": [t.bids_label for t in _tissues.ALL]}),
         phantom / "dseg.tsv",
     )
 
 
 def _dseg(fractions: np.ndarray) -> np.ndarray:
-    """Label (1..n_classes, in :data:`TISSUE_CLASSES` order) of the largest fraction; 0 where tissue < 0.5."""
-    labels = (np.argmax(fractions, axis=0) + 1).astype(np.uint8)
+    """Label of the largest fraction; 0 where tissue < 0.5.
+
+    ``fractions`` is in the order of :data:`qt1lib.tissues.ALL` (and of
+    :data:`~qt1lib.phantom.anatomy.TISSUE_CLASSES`); labels are the registry's.
+    """
+    labels = np.array([t.label for t in _tissues.ALL], dtype=np.uint8)[np.argmax(fractions, axis=0)]
     return np.where(fractions.sum(axis=0) >= 0.5, labels, 0).astype(np.uint8)
 
 
 def _write_truth(folder: Path, prefix: str, truth: SpaceTruth, affine: np.ndarray) -> None:
-    for c, tissue in enumerate(TISSUE_CLASSES):
-        save_nifti(truth.fractions[c], folder / f"{prefix}_label-{BIDS_LABELS[tissue]}_probseg.nii.gz", affine)
+    for c, tissue in enumerate(_tissues.ALL):
+        save_nifti(truth.fractions[c], folder / f"{prefix}_label-{tissue.bids_label}_probseg.nii.gz", affine)
     save_nifti(_dseg(truth.fractions), folder / f"{prefix}_dseg.nii.gz", affine)
     with np.errstate(divide="ignore"):
         t1 = np.where(truth.r1f > 0, 1.0 / truth.r1f, 0.0)
@@ -487,7 +486,7 @@ def load_truth(bids_dir: str | Path, subject: str, space: str | None = None) -> 
         return nib.load(folder / f"{prefix}_{name}.nii.gz")
 
     fractions = np.stack(
-        [read(f"label-{BIDS_LABELS[t]}_probseg").get_fdata(dtype=np.float32) for t in TISSUE_CLASSES]
+        [read(f"label-{t.bids_label}_probseg").get_fdata(dtype=np.float32) for t in _tissues.ALL]
     )
     dseg = read("dseg")
     return {

@@ -1,0 +1,93 @@
+"""The cohort re-simulated, the MP2RAGE-IR bias split by source, and the voxel tables of chapters 04 and 05."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qt1lib import stats, tissues
+from qt1lib.bids import read_mpnrage, read_sir
+from qt1lib.phantom import load_truth
+from qt1lib.workflow import (
+    TERMS,
+    agreement_table,
+    b1_voxel_table,
+    calibration_subjects,
+    cohort_variant,
+    decompose_subject,
+    decomposition_table,
+    open_workspace,
+)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("decomposition")
+    return open_workspace(root / "bids", root / "work", cohort={"profile": "smoke", "n_subjects": 1}, progress=False)
+
+
+@pytest.mark.slow
+def test_cohort_variant_reproduces_the_written_images(ws):
+    images = cohort_variant(ws, "01", noisy=True)
+    data, sir = read_mpnrage(ws.bids_dir, "01"), read_sir(ws.bids_dir, "01")
+    np.testing.assert_array_equal(images.gre, data.gre)
+    np.testing.assert_array_equal(images.sir, sir.images)
+    single = cohort_variant(ws, "01", bound_pool=False)
+    assert np.all(single.truth.psr == 0)
+    with pytest.raises(ValueError, match="subject"):
+        cohort_variant(ws, "07")
+
+
+@pytest.mark.slow
+def test_decomposition_adds_up_and_mt_shortens_t1(ws):
+    names = ["map_seed_mp2rage", "map_exact_mp2rage"]
+    d = decompose_subject(ws, "01", names)
+    for name, stack in d["terms"].items():
+        assert stack.shape == (len(TERMS), *d["dseg"].shape)
+        ok = np.all(np.isfinite(stack), axis=0) & np.isfinite(d["total"][name])
+        assert ok.sum() > 1000
+        np.testing.assert_allclose(stack[:, ok].sum(axis=0), d["total"][name][ok], atol=1e-4)
+    table = decomposition_table(ws, ["01"], names)
+    assert set(table.term) == {*TERMS, "total"} and set(table.tissue) == set(tissues.names())
+    sums = table[table.term != "total"].groupby(["estimator", "tissue"])["mean"].sum()
+    totals = table[table.term == "total"].set_index(["estimator", "tissue"])["mean"]
+    np.testing.assert_allclose(sums.sort_index(), totals.sort_index(), atol=1e-5)
+    assert (table[table.term == "MT"]["mean"] < 0).all()  # the two-pool physics makes a single-pool reading shorter
+    exact_b1 = table[(table.term == "B1") & (table.estimator == "map_exact_mp2rage")]
+    seed_b1 = table[(table.term == "B1") & (table.estimator == "map_seed_mp2rage")]
+    assert exact_b1["rms"].max() < seed_b1["rms"].min()  # a B1 map removes most of the B1 error
+    decomposition_table(ws, ["01"], names)  # a rerun reads the terms back
+    assert [e.outcome for e in ws.store.events if e.step == "bias_terms"][-len(names):] == ["hit"] * len(names)
+
+
+@pytest.mark.slow
+def test_b1_voxel_table(ws):
+    names = ["lut", "lut_b1"]
+    table = b1_voxel_table(ws, ["01"], names, max_voxels=500)
+    assert set(table.estimator) == set(names) and (table.groupby("estimator").size() == 500).all()
+    np.testing.assert_allclose(table.error, table.t1 - table.t1_true)
+    truth = load_truth(ws.bids_dir, "01")
+    assert table.b1_true.between(truth["b1"].min(), truth["b1"].max()).all()
+    corrected = table[table.estimator == "lut_b1"]
+    assert np.median(np.abs(corrected.error_b1 / corrected.t1_b1_perfect)) < 0.02  # only the map's error and noise
+    binned = stats.binned_error(table, bins=4)
+    assert {"median", "q25", "q75", "bin_centre"} <= set(binned.columns) and (binned.n >= 20).all()
+
+
+def test_b1_slope_table_recovers_a_known_slope():
+    rng = np.random.default_rng(3)
+    b1 = rng.uniform(0.6, 1.4, 400)
+    table = pd.DataFrame({"estimator": "lut", "label": "LUT", "tissue": "WM", "b1_true": b1,
+                          "error_b1": -0.5 * (b1 - 1) + 0.02 + rng.normal(0, 1e-3, b1.size)})
+    row = stats.b1_slope_table(table).iloc[0]
+    assert row.slope == pytest.approx(-0.5, abs=0.01) and row.intercept == pytest.approx(0.02, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_agreement_table_matches_the_calibration_voxels(ws):
+    table = agreement_table(ws, ["01"], ["map_seed_mp2rage"])
+    data = calibration_subjects(ws)["sub-01"]
+    finite = table[np.isfinite(table.estimate)]
+    assert len(finite) == data.mask.sum()
+    np.testing.assert_allclose(np.sort(finite.reference), np.sort(data.target[data.mask]))
