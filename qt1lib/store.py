@@ -17,8 +17,9 @@ An entry is a folder ``<root>/<step>/<key>/`` holding the value's files (written
 :class:`Codec`) and ``manifest.json``. It is written in a private temporary folder and committed
 by one atomic ``rename``: a process killed at any point of a write leaves either nothing or a
 temporary folder that no lookup reads (it is removed by the next write of any entry), never a
-half-written entry. A committed entry whose files no longer read (a damaged file) is removed with
-a warning and recomputed.
+half-written entry. The manifest records the size and SHA-256 of every file; a committed entry
+whose files differ from it or no longer read (a damaged file) is removed with a warning and
+recomputed.
 
 :meth:`Store.get_or_compute` is the only way steps cache. Resumable work (training checkpoints)
 keeps its state in :meth:`Store.scratch`, a folder under the same key.
@@ -71,6 +72,14 @@ _SCRATCH = ".scratch"
 _FILE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's content (hex).
 
@@ -88,11 +97,7 @@ def file_digest(path: str | os.PathLike) -> str:
     st = path.stat()
     memo = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     if memo not in _FILE_DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _FILE_DIGESTS[memo] = h.hexdigest()
+        _FILE_DIGESTS[memo] = _sha256(path)
     return _FILE_DIGESTS[memo]
 
 
@@ -389,9 +394,10 @@ class Store:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("key") != key or manifest.get("codec") != codec.name:
             raise ValueError(f"{folder}: the manifest's key or codec does not match the entry")
-        for name, size in manifest["files"].items():
-            if (folder / name).stat().st_size != size:
-                raise ValueError(f"{folder / name}: size differs from the manifest's")
+        for name, recorded in manifest["files"].items():
+            path = folder / name
+            if path.stat().st_size != recorded["size"] or _sha256(path) != recorded["sha256"]:
+                raise ValueError(f"{path}: its content differs from the manifest's (size and SHA-256)")
         return True, codec.read(folder)
 
     def get(self, step: str, key: str, codec: Codec) -> tuple[bool, Any]:
@@ -415,7 +421,7 @@ class Store:
         tmp.mkdir()
         try:
             codec.write(value, tmp)
-            files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+            files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
             manifest = {
                 "key": key,
                 "step": step,

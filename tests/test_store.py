@@ -76,6 +76,13 @@ def test_damaged_entry_is_recomputed_with_a_warning(tmp_path):
     assert np.array_equal(value["a"], np.zeros(3))
     assert [e.outcome for e in store.events][-2:] == ["damaged", "miss"]
     assert np.array_equal(Store(tmp_path).get_or_compute("s", {}, lambda: pytest.fail("miss"), ARRAYS)["a"], np.zeros(3))
+    # damage that keeps the size (a flipped byte) is found too: the manifest holds each file's SHA-256
+    path = store.entry("s", key) / "arrays.npz"
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="SHA-256"):
+        store.get_or_compute("s", {}, lambda: {"a": np.zeros(3)}, ARRAYS)
 
 
 def test_bad_arguments_are_named(tmp_path):

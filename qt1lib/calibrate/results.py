@@ -286,7 +286,7 @@ def cached_cross_validation(
     Parameters
     ----------
     subjects : mapping of str to SubjectData
-        The cohort (:func:`qt1lib.pipeline.calibration_subjects`).
+        The cohort (:func:`qt1lib.workflow.calibration_subjects`).
     config : CalibrationConfig
     seed : int
         Study seed.

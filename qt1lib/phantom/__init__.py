@@ -11,14 +11,13 @@ cohort    the BIDS dataset with ground truth under ``derivatives/phantom``, cach
 """
 
 from .anatomy import BIDS_LABELS, TISSUE_CLASSES
-from .cohort import PROFILES, SIR_7T, Cohort, cohort_settings, load_motion, load_truth, make_cohort, subject_label
+from .cohort import SIR_7T, Cohort, cohort_settings, load_motion, load_truth, make_cohort, subject_label
 from .fields import Grid, RigidMotion
 from .simulate import SimulationSettings, SubjectImages, SubjectModel, draw_subject, simulate_subject
 
 __all__ = [
     "BIDS_LABELS",
     "TISSUE_CLASSES",
-    "PROFILES",
     "SIR_7T",
     "Cohort",
     "cohort_settings",

@@ -45,6 +45,7 @@ import pandas as pd
 
 from .. import __version__
 from .. import tissues as _tissues
+from ..config import VOXEL_SIZES
 from ..io import atomic_write_bytes, load_json, save_json, save_nifti, save_tsv
 from ..protocols import SEED_7T_MP3RAGE, MPnRAGEProtocol
 from ..protocols_sir import DORTCH_2018_SIR, SIRProtocol
@@ -53,7 +54,6 @@ from .fields import RigidMotion
 from .simulate import SimulationSettings, SpaceTruth, SubjectImages, draw_subject, simulate_subject
 
 __all__ = [
-    "PROFILES",
     "SIR_7T",
     "Cohort",
     "make_cohort",
@@ -64,16 +64,6 @@ __all__ = [
     "subject_label",
     "FORMAT_VERSION",
 ]
-
-#: Voxel sizes (mm) per profile: MP3RAGE and SIR. ``quick`` is the embedded 2 mm cohort; the SIR
-#: voxels are 1.5 times larger in-plane and twice as thick, like a multi-slice SIR-TSE acquired
-#: beside a 3-D MP3RAGE (the seed's SIR resolution is not public: an assumption). ``paper``
-#: halves every size; ``smoke`` doubles them, for tests.
-PROFILES: dict[str, dict[str, tuple[float, float, float]]] = {
-    "smoke": {"voxel_size": (4.0, 4.0, 4.0), "sir_voxel_size": (6.0, 6.0, 8.0)},
-    "quick": {"voxel_size": (2.0, 2.0, 2.0), "sir_voxel_size": (3.0, 3.0, 4.0)},
-    "paper": {"voxel_size": (1.0, 1.0, 1.0), "sir_voxel_size": (1.5, 1.5, 2.0)},
-}
 
 #: SIR protocol of the cohort: the Dortch et al. 2018 optimised timings
 #: (:data:`qt1lib.protocols_sir.DORTCH_2018_SIR`) at the seed's 7 T.
@@ -125,8 +115,8 @@ def cohort_settings(
 ) -> SimulationSettings:
     """Simulation settings of a profile, with overrides (arguments as :func:`make_cohort`)."""
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
-    sizes = PROFILES[profile]
+        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(VOXEL_SIZES)}")
+    sizes = VOXEL_SIZES[profile]
     return SimulationSettings(
         voxel_size=tuple(float(v) for v in (voxel_size or sizes["voxel_size"])),
         sir_voxel_size=tuple(float(v) for v in (sir_voxel_size or sizes["sir_voxel_size"])),
@@ -205,7 +195,7 @@ def make_cohort(
         first and ``derivatives/phantom/parameters.json`` written last, so an interrupted
         generation is recognised as an incomplete cohort.
     profile : {"smoke", "quick", "paper"}
-        Voxel sizes (:data:`PROFILES`).
+        Voxel sizes (:data:`qt1lib.config.VOXEL_SIZES`).
     seed : int
         Seed of the image noise and of the B1 map's error: a new seed repeats the acquisition
         of the same subjects.
