@@ -114,7 +114,7 @@ def cohort_settings(
     bound_pool: bool = True,
 ) -> SimulationSettings:
     """Simulation settings of a profile, with overrides (arguments as :func:`make_cohort`)."""
-    if profile not in PROFILES:
+    if profile not in VOXEL_SIZES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(VOXEL_SIZES)}")
     sizes = VOXEL_SIZES[profile]
     return SimulationSettings(
