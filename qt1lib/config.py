@@ -340,7 +340,9 @@ def _estimator_names() -> tuple[str, ...] | None:
     imported; using such a configuration then fails on the unknown estimator instead.
     """
     try:
-        from .estimate import estimator_names
+        # the registry's module, not the package: the store keys a step by the source of what its
+        # modules import, and the package's __init__ imports every estimator
+        from .estimate.base import estimator_names
     except ImportError:
         return None
     return tuple(estimator_names())

@@ -59,3 +59,17 @@ def test_only_the_runner_and_the_command_line_import_the_workflow():
         if uses:
             offenders[name] = uses
     assert offenders == {}
+
+
+def test_an_estimators_cache_key_depends_on_its_own_code_only():
+    """The store keys a T1 map by the source its step imports (qt1lib.store.module_closure): the lookup
+    table's maps must not depend on the MAP estimators' code, nor any estimator family on another's."""
+    from qt1lib.estimate.base import estimator_class
+    from qt1lib.store import module_closure
+
+    families = {name: set(estimator_class(name).modules) for name in ("lut", "map_seed_mp2rage", "map_exact_mp2rage")}
+    contract = set(module_closure(["qt1lib.estimate.base"]))  # what every estimator shares (B1 grid of lut.py)
+    for name, own in families.items():
+        closure = set(module_closure(["qt1lib.workflow.mp2rage", *own]))
+        others = set().union(*(m for n, m in families.items() if n != name)) - own - contract
+        assert closure.isdisjoint(others), (name, sorted(closure & others))

@@ -38,12 +38,10 @@ from .base import estimator_class, estimator_names, make_estimator
 from .crlb import crlb_t1
 from .map import SeedMAPModel
 
-__all__ = ["PERFORMANCE_ESTIMATORS", "ESTIMATORS", "registered_estimator", "simulate_data", "simulate_estimator_performance"]
+__all__ = ["PERFORMANCE_ESTIMATORS", "registered_estimator", "simulate_data", "simulate_estimator_performance"]
 
 #: Display names of the estimators (rows) of :func:`simulate_estimator_performance`.
 PERFORMANCE_ESTIMATORS = ("LUT", "seed MAP", "seed mean", "exact MAP", "exact mean")
-#: Former name of :data:`PERFORMANCE_ESTIMATORS`.
-ESTIMATORS = PERFORMANCE_ESTIMATORS
 
 
 def registered_estimator(method: str, readouts: tuple[int, ...], b1: str) -> str:

@@ -109,10 +109,13 @@ def estimator_entries(name: str, space: str | None = None) -> dict[str, Derivati
     """How estimator ``name``'s maps are published: ``desc-<desc>_T1map`` and, with a posterior,
     ``desc-<desc>std_T1map`` and ``desc-<desc>valid_mask``."""
     cls = estimator_class(name)
-    entries = {"t1": DerivativeEntry("T1map", cls.desc, space, units="s")}
+    what = "MAP" if cls.posterior else "T1 read from the table"
+    entries = {"t1": DerivativeEntry("T1map", cls.desc, space, units="s", description=f"{cls.label}: {what}")}
     if cls.posterior:
-        entries["std"] = DerivativeEntry("T1map", f"{cls.desc}std", space, units="s")
-        entries["valid"] = DerivativeEntry("mask", f"{cls.desc}valid", space, kind="mask")
+        entries["std"] = DerivativeEntry("T1map", f"{cls.desc}std", space, units="s",
+                                         description=f"{cls.label}: posterior standard deviation")
+        entries["valid"] = DerivativeEntry("mask", f"{cls.desc}valid", space, kind="mask",
+                                           description=f"{cls.label}: the estimator's validity flag")
     return entries
 
 

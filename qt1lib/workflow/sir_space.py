@@ -16,7 +16,7 @@ import numpy as np
 from nibabel.affines import apply_affine
 
 from ..bids import derivative_path, read_mpnrage, read_sir
-from ..io import save_json
+from ..io import load_json, save_json
 from ..register import RigidTransform, apply_transform, register_rigid, registration_error
 from ..store import JSON
 from ..tissues import SCORED
@@ -167,8 +167,13 @@ def rigid_transform(ws: Workspace, mp2: MP2RAGEMaps, sir: SIRMaps) -> RigidTrans
         "registration", params, compute, JSON, inputs=inputs, modules=(__name__, "qt1lib.register")
     )
     path = derivative_path(ws.bids_dir, subject, "xfm", desc="MP2RAGEtoSIR", datatype="xfm", extension=".json")
-    save_json({**value, "Description": "maps SIR-space world points (RAS, mm) to MP2RAGE-space world points",
-               "Parameters": params, "StoreKey": key}, path)
+    try:
+        published = load_json(path).get("StoreKey") if path.is_file() else None
+    except ValueError:
+        published = None  # unreadable: written again
+    if published != key:
+        save_json({**value, "Description": "maps SIR-space world points (RAS, mm) to MP2RAGE-space world points",
+                   "Parameters": params, "StoreKey": key}, path)
     return RigidTransform(np.asarray(value["FixedToMovingRAS"], dtype=float))
 
 

@@ -11,7 +11,7 @@ derivative killed half-way through its publication can never be taken for a resu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +59,6 @@ class Workspace:
 
     def with_config(self, config: PipelineConfig) -> "Workspace":
         """The same workspace with another configuration."""
-        from dataclasses import replace
-
         return replace(self, config=config)
 
     def estimator_settings(self) -> dict:
@@ -90,6 +88,8 @@ class DerivativeEntry:
         Storage: float32, bool (uint8 on disk), int16.
     units : str, optional
         ``Units`` of the sidecar.
+    description : str, optional
+        ``Description`` of the sidecar (default: the image's name in its step).
     datatype : str
         BIDS datatype folder (``anat``).
     """
@@ -99,6 +99,7 @@ class DerivativeEntry:
     space: str | None = None
     kind: str = "float"
     units: str | None = None
+    description: str | None = None
     datatype: str = "anat"
 
     def cast(self, data: np.ndarray) -> np.ndarray:
@@ -124,7 +125,7 @@ def _publish(ws: Workspace, subject: str, entries: Mapping[str, DerivativeEntry]
             except ValueError:
                 pass  # an unreadable sidecar is written again
         data = images[name]
-        sidecar = {"Description": name, "StoreKey": key} | ({"Units": e.units} if e.units else {})
+        sidecar = {"Description": e.description or name, "StoreKey": key} | ({"Units": e.units} if e.units else {})
         write_derivative(
             ws.bids_dir, subject, data.astype(np.uint8) if data.dtype == bool else data, images.affine,
             e.suffix, desc=e.desc, space=e.space, parameters=parameters, sidecar=sidecar, datatype=e.datatype,
