@@ -299,7 +299,9 @@ class PipelineConfig:
             raise ValueError(
                 f"registration_contrast must be one of {REGISTRATION_CONTRASTS}, got {self.registration_contrast!r}"
             )
-        require_number("signal_threshold (noise standard deviations)", self.signal_threshold, low=0, low_inclusive=False)
+        require_number(
+            "signal_threshold (noise standard deviations)", self.signal_threshold, low=0, low_inclusive=False
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready."""

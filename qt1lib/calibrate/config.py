@@ -139,7 +139,8 @@ class CalibrationConfig:
             object.__setattr__(self, name, tuple(value))
         if not self.channels or self.channels[0] != "t1" or len(set(self.channels)) != len(self.channels):
             raise ValueError(f"channels must be distinct names starting with 't1', got {self.channels!r}")
-        if len(self.patch_shape) not in (2, 3) or any(not is_integer(p, builtin=True) or p < 1 for p in self.patch_shape):
+        shape = self.patch_shape
+        if len(shape) not in (2, 3) or not all(is_integer(p, builtin=True) and p >= 1 for p in shape):
             raise ValueError(f"patch_shape must be 2 or 3 positive integers, got {self.patch_shape!r}")
         for name in ("residual", "input_skip"):
             if not isinstance(getattr(self, name), bool):
@@ -147,7 +148,11 @@ class CalibrationConfig:
         if self.slice_axis not in (0, 1, 2):
             raise ValueError(f"slice_axis must be 0, 1 or 2, got {self.slice_axis!r}")
         tissues = self.tissues
-        if not tissues or any(not is_integer(t, builtin=True) or t < 1 for t in tissues) or len(set(tissues)) != len(tissues):
+        if (
+            not tissues
+            or not all(is_integer(t, builtin=True) and t >= 1 for t in tissues)
+            or len(set(tissues)) != len(tissues)
+        ):
             raise ValueError(f"tissues must be distinct positive labels, got {self.tissues!r}")
         for name, allowed in (("target", TARGETS), ("stem", STEMS), ("optimizer", OPTIMIZERS), ("loss", LOSSES)):
             if getattr(self, name) not in allowed:
