@@ -59,6 +59,7 @@ from . import __version__
 from .io import load_json, save_json, save_nifti
 from .protocols import MPnRAGEProtocol
 from .protocols_sir import SIRProtocol
+from .validate import is_integer
 
 __all__ = [
     "BIDSValidationError",
@@ -428,7 +429,7 @@ def _mp2rage_fields(
         problems.append(f"{where}: field 'NumberShots' must be an integer, got {shots}")
     if "NumberShotsBeforeKSpaceCenter" in meta:
         before = meta["NumberShotsBeforeKSpaceCenter"]
-        if isinstance(before, bool) or not isinstance(before, int) or before < 0 or (shots and before >= shots):
+        if not is_integer(before, builtin=True) or before < 0 or (shots and before >= shots):
             problems.append(
                 f"{where}: field 'NumberShotsBeforeKSpaceCenter' must be an integer in [0, NumberShots), got {before!r}"
             )

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .validate import is_finite_number, require_integer, require_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from .calibrate.config import CalibrationConfig
@@ -87,16 +88,6 @@ def _check_profile(profile: str) -> str:
     return profile
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _finite(value: Any) -> bool:
-    return _is_number(value) and math.isfinite(value)
 
 
 def _from_dict(cls, values: Mapping[str, Any]):
@@ -163,24 +154,18 @@ class CohortConfig:
                 isinstance(value, (str, bytes))
                 or not isinstance(value, Iterable)
                 or len(value := tuple(value)) != 3
-                or not all(_finite(v) and v > 0 for v in value)
+                or not all(is_finite_number(v) and v > 0 for v in value)
             ):
                 raise ValueError(f"{name} must be 3 positive sizes (mm), got {getattr(self, name)!r}")
             object.__setattr__(self, name, tuple(float(v) for v in value))
         for name, least in (("seed", 0), ("anatomy_seed", 0), ("n_subjects", 1)):
-            value = getattr(self, name)
-            if not _is_int(value) or value < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, require_integer(name, getattr(self, name), least))
         for name in ("snr", "sir_snr"):
             value = getattr(self, name)
-            value = math.inf if value is None else value
-            if not (_is_number(value) and value > 0):
-                raise ValueError(f"{name} must be > 0 (inf or None: noise-free), got {getattr(self, name)!r}")
-            object.__setattr__(self, name, float(value))
-        if not (_finite(self.b1_noise) and self.b1_noise >= 0):
-            raise ValueError(f"b1_noise (relative B1) must be finite and >= 0, got {self.b1_noise!r}")
-        object.__setattr__(self, "b1_noise", float(self.b1_noise))
+            value = require_number(f"{name} (inf or None: noise-free)", math.inf if value is None else value,
+                                   low=0, low_inclusive=False, finite=False)
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "b1_noise", require_number("b1_noise (relative B1)", self.b1_noise, low=0))
         for name in ("motion", "bound_pool"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -296,17 +281,13 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         for name in ("sigma", "sir_sigma", "seed_map_sigma"):
             v = getattr(self, name)
-            if v is not None and not (_finite(v) and v > 0):
-                raise ValueError(f"{name} must be None or a finite noise standard deviation > 0, got {v!r}")
+            if v is not None:
+                require_number(f"{name} (None or a noise standard deviation)", v, low=0, low_inclusive=False)
         for name, least in (("seed_map_trials", 1), ("seed_map_bins", 2), ("registration_bins", 8),
                             ("mask_dilation", 0), ("random_seed", 0)):
-            v = getattr(self, name)
-            if not (_is_int(v) or (_finite(v) and int(v) == v)) or v < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
-        if not (_is_number(self.seed_likelihood_threshold) and 0 <= self.seed_likelihood_threshold <= 1):
-            raise ValueError(f"seed_likelihood_threshold must lie in [0, 1], got {self.seed_likelihood_threshold!r}")
-        if not (_finite(self.b1_sd) and self.b1_sd >= 0):
-            raise ValueError(f"b1_sd (relative B1) must be finite and >= 0, got {self.b1_sd!r}")
+            require_integer(name, getattr(self, name), least, integral_floats=True)
+        require_number("seed_likelihood_threshold", self.seed_likelihood_threshold, low=0, high=1)
+        require_number("b1_sd (relative B1)", self.b1_sd, low=0)
         if self.scale_prior not in ("flat", "jeffreys"):
             raise ValueError(f"scale_prior must be 'flat' or 'jeffreys', got {self.scale_prior!r}")
         known = _estimator_names()
@@ -318,8 +299,9 @@ class PipelineConfig:
             raise ValueError(
                 f"registration_contrast must be one of {REGISTRATION_CONTRASTS}, got {self.registration_contrast!r}"
             )
-        if not (_finite(self.signal_threshold) and self.signal_threshold > 0):
-            raise ValueError(f"signal_threshold (noise standard deviations) must be > 0, got {self.signal_threshold!r}")
+        require_number(
+            "signal_threshold (noise standard deviations)", self.signal_threshold, low=0, low_inclusive=False
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready."""

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .validate import is_integer, is_number
+
 __all__ = [
     "PARAMETERS_HEADER",
     "INJECTED_HEADER",
@@ -177,9 +179,9 @@ class ParameterType:
             if scalar is bool:
                 ok = isinstance(value, bool)
             elif scalar is int:
-                ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                ok = is_integer(value)
             elif scalar is float:
-                ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+                ok = is_number(value)
             elif scalar is dict:
                 ok = isinstance(value, Mapping)
             elif scalar is type(None):
@@ -261,7 +263,7 @@ def _literal(node: ast.expr) -> Any:
         return float(node.args[0].value)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         value = _literal(node.operand)
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if is_number(value):
             return -value
     if isinstance(node, (ast.List, ast.Tuple)):
         values = [_literal(e) for e in node.elts]

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .validate import is_integer
+
 __all__ = [
     "MPnRAGEProtocol",
     "SEED_7T_MP3RAGE",
@@ -118,7 +120,7 @@ class MPnRAGEProtocol:
             )
         for name in ("n_before", "n_after"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if not is_integer(value):
                 raise ValueError(f"protocol {self.name!r}: {name} must be an integer count, got {value!r}")
         if self.n_before < 0:
             raise ValueError(f"protocol {self.name!r}: n_before must be >= 0, got {self.n_before}")

@@ -31,6 +31,7 @@ from pathlib import Path
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from nibabel.affines import apply_affine  # noqa: E402
 
 from .io import load_json, save_json  # noqa: E402
 
@@ -96,8 +97,7 @@ class RigidTransform:
 
     def apply_to_points(self, points: np.ndarray) -> np.ndarray:
         """Map fixed-space world points (..., 3) to moving space."""
-        points = np.asarray(points, dtype=float)
-        return points @ self.matrix[:3, :3].T + self.matrix[:3, 3]
+        return apply_affine(self.matrix, np.asarray(points, dtype=float))
 
     def rotation_deg(self) -> float:
         """Total rotation angle (degrees) of the linear part."""
@@ -276,6 +276,6 @@ def registration_error(
     idx = np.argwhere(np.asarray(mask) != 0)
     if idx.size == 0:
         raise ValueError("mask is empty: no voxel to measure the registration error on")
-    pts = idx @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
-    true = pts @ np.asarray(true_matrix)[:3, :3].T + np.asarray(true_matrix)[:3, 3]
+    pts = apply_affine(np.asarray(affine), idx)
+    true = apply_affine(np.asarray(true_matrix), pts)
     return float(np.linalg.norm(estimated.apply_to_points(pts) - true, axis=1).mean())

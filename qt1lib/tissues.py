@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .sequences.twopool import TISSUES_7T, TwoPoolTissue
+from .validate import is_integer
 
 __all__ = [
     "Tissue",
@@ -133,15 +134,10 @@ def by_label(label: int) -> Tissue:
         For a value that is not an integer or not a tissue's label; the message lists the known
         labels.
     """
-    try:
-        value = int(label)
-        ok = not isinstance(label, bool) and value == label
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok or value not in _BY_LABEL:
+    if not is_integer(label, integral_floats=True) or int(label) not in _BY_LABEL:
         known = ", ".join(f"{t.label} ({t.name})" for t in ALL)
         raise ValueError(f"unknown tissue label {label!r}; known labels: {known}")
-    return _BY_LABEL[value]
+    return _BY_LABEL[int(label)]
 
 
 def by_key(key: str) -> Tissue:

@@ -6,6 +6,8 @@ import dataclasses
 import inspect
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -217,3 +219,9 @@ def test_chapter_tables_cover_every_chapter_and_profile():
     with pytest.raises(ValueError, match="CHAPTER_PARAMETERS"):
         config.chapter_parameters("99_missing", "quick")
     assert config.chapter_parameters("06_calibration.ipynb", "paper") == config.chapter_parameters(CH06, "paper")
+
+
+def test_importing_the_configuration_loads_neither_numpy_nor_torch():
+    code = "import sys, qt1lib.config; print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=study.REPO_ROOT)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from nibabel.affines import apply_affine
 
 from qt1lib.phantom import cohort_settings, draw_subject, load_motion, load_truth, make_cohort
-from qt1lib.phantom.fields import Grid, RigidMotion, apply_affine
+from qt1lib.phantom.fields import Grid, RigidMotion
 from qt1lib.register import RigidTransform, apply_transform, register_rigid, registration_error, to_ants
 
 

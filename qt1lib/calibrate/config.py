@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .. import tissues as _tissues
+from ..validate import is_integer, require_integer
 from .resnet import STEMS
 
 __all__ = ["CalibrationConfig", "TARGETS", "OPTIMIZERS", "LOSSES"]
@@ -138,7 +139,8 @@ class CalibrationConfig:
             object.__setattr__(self, name, tuple(value))
         if not self.channels or self.channels[0] != "t1" or len(set(self.channels)) != len(self.channels):
             raise ValueError(f"channels must be distinct names starting with 't1', got {self.channels!r}")
-        if len(self.patch_shape) not in (2, 3) or any(not _is_int(p) or p < 1 for p in self.patch_shape):
+        shape = self.patch_shape
+        if len(shape) not in (2, 3) or not all(is_integer(p, builtin=True) and p >= 1 for p in shape):
             raise ValueError(f"patch_shape must be 2 or 3 positive integers, got {self.patch_shape!r}")
         for name in ("residual", "input_skip"):
             if not isinstance(getattr(self, name), bool):
@@ -146,16 +148,18 @@ class CalibrationConfig:
         if self.slice_axis not in (0, 1, 2):
             raise ValueError(f"slice_axis must be 0, 1 or 2, got {self.slice_axis!r}")
         tissues = self.tissues
-        if not tissues or any(not _is_int(t) or t < 1 for t in tissues) or len(set(tissues)) != len(tissues):
+        if (
+            not tissues
+            or not all(is_integer(t, builtin=True) and t >= 1 for t in tissues)
+            or len(set(tissues)) != len(tissues)
+        ):
             raise ValueError(f"tissues must be distinct positive labels, got {self.tissues!r}")
         for name, allowed in (("target", TARGETS), ("stem", STEMS), ("optimizer", OPTIMIZERS), ("loss", LOSSES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("width", "patches_per_epoch", "validation_patches", "validation_slab", "batch_size",
                      "max_epochs", "patience", "inference_batch_size"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            require_integer(name, getattr(self, name), 1, builtin=True)
         if self.patches_per_epoch < self.batch_size:
             raise ValueError(
                 f"patches_per_epoch ({self.patches_per_epoch}) must be >= batch_size ({self.batch_size}): "
@@ -212,7 +216,3 @@ class CalibrationConfig:
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the parameters (part of the training cache key)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

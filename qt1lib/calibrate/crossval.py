@@ -30,6 +30,7 @@ import torch
 from .. import tissues as _tissues
 from ..stats import fold_summary, tissue_metrics
 from ..store import Store
+from ..validate import is_integer
 from .baselines import LinearCalibration, fit_global_linear, fit_tissue_linear, no_calibration
 from .config import CalibrationConfig
 from .data import SubjectData
@@ -233,7 +234,7 @@ def run_cross_validation(
     """
     if store is not None and not isinstance(store, Store):
         raise TypeError(f"store must be a qt1lib.store.Store or None (it replaces out_dir), got {store!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    if not is_integer(seed):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     folds = make_folds(subjects)
     tissues = config.tissues

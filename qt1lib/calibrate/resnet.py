@@ -41,6 +41,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..validate import require_integer
+
 __all__ = ["BasicBlock", "ResNet18", "STAGE_BLOCKS", "STEMS"]
 
 #: BasicBlocks per stage of ResNet-18 (He et al. 2016, Table 1).
@@ -136,8 +138,7 @@ class ResNet18(nn.Module):
         super().__init__()
         _check_dims(spatial_dims)
         for name, value in (("in_channels", in_channels), ("n_outputs", n_outputs), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            require_integer(name, value, 1, builtin=True)
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         if not isinstance(input_skip, bool):

@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..io import atomic_write_bytes
 from ..store import Store
+from ..validate import is_integer
 from .config import CalibrationConfig
 from .data import (
     Normalisation,
@@ -570,7 +571,7 @@ def train_model(
         raise ValueError("subjects must hold at least one training subject")
     if store is not None and not isinstance(store, Store):
         raise TypeError(f"store must be a qt1lib.store.Store or None (it replaces out_dir), got {store!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    if not is_integer(seed):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     parameters = training_parameters(subjects, config, seed)
     if store is None:

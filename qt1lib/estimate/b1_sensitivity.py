@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..protocols import MPnRAGEProtocol
 from ..sequences import gre_signals, uni
+from ..validate import require_integer
 from .base import estimator_class, estimator_names, make_estimator
 from .base import estimator_options as _accepted_options  # the name of b1_error_grid's argument
 
@@ -140,8 +141,7 @@ def b1_error_grid(
     b1 = np.asarray(b1_values, dtype=float)
     if t1.ndim != 1 or b1.ndim != 1 or t1.size == 0 or b1.size == 0:
         raise ValueError("t1_values and b1_values must be non-empty 1-D sequences")
-    if isinstance(n_noise, bool) or int(n_noise) != n_noise or n_noise < 0:
-        raise ValueError(f"n_noise must be an integer >= 0, got {n_noise!r}")
+    n_noise = require_integer("n_noise", n_noise, 0, integral_floats=True)
     names = [estimator_class(n).name for n in estimators]
     settings = dict(estimator_options or {})
     accepted = {k for n in estimator_names() for k in estimator_class(n).defaults}
@@ -154,7 +154,7 @@ def b1_error_grid(
     g = gre_signals(t1[:, None], protocol, b1[None, :]).astype(complex)  # (n_readouts, n_t1, n_b1)
     if n_noise:
         rng = np.random.default_rng(seed)
-        shape = (g.shape[0], int(n_noise), *g.shape[1:])
+        shape = (g.shape[0], n_noise, *g.shape[1:])
         g = g[:, None] + sigma * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
     tt, bb = (a.ravel() for a in np.meshgrid(t1, b1, indexing="ij"))
     rows = []

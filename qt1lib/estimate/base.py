@@ -48,6 +48,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from ..protocols import MPnRAGEProtocol
+from ..validate import is_integer, require_number
 from .lut import DEFAULT_B1_GRID
 
 __all__ = [
@@ -132,15 +133,15 @@ def clip_b1(b1: np.ndarray | float) -> np.ndarray:
 
 
 def _check_noise_sigma(sigma: float) -> float:
-    if isinstance(sigma, bool):
-        raise ValueError(f"sigma (noise std per real/imaginary part, image units) must be a number, got {sigma!r}")
+    """``sigma`` as a float >= 0: anything ``float()`` converts (a 0-d array too) but a bool."""
+    name = "sigma (noise std per real/imaginary part, image units)"
     try:
-        value = float(sigma)
+        value = None if isinstance(sigma, bool) else float(sigma)
     except (TypeError, ValueError):
-        raise ValueError(f"sigma (noise std per real/imaginary part, image units) must be a number, got {sigma!r}") from None
-    if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"sigma (noise std per real/imaginary part, image units) must be finite and >= 0, got {sigma!r}")
-    return value
+        value = None
+    if value is None:
+        raise ValueError(f"{name} must be a number, got {sigma!r}")
+    return require_number(name, value, low=0)
 
 
 class T1Estimator(abc.ABC):
@@ -339,7 +340,7 @@ def register_estimator(cls: _E) -> _E:
     readouts = cls.readouts
     if not (
         isinstance(readouts, tuple) and len(readouts) >= 2 and readouts[0] == 1
-        and all(isinstance(r, int) and not isinstance(r, bool) for r in readouts)
+        and all(is_integer(r, builtin=True) for r in readouts)
         and all(b > a for a, b in zip(readouts, readouts[1:]))
     ):
         raise ValueError(f"{cls.__name__}.readouts must be increasing 1-based readouts starting with 1, got {readouts!r}")
@@ -423,11 +424,3 @@ def _check_store(store: Any) -> Any:
     if store is not None and not callable(getattr(store, "get_or_compute", None)):
         raise ValueError(f"store must be None or an object with a get_or_compute method, got {type(store).__name__}")
     return store
-
-
-def _integer(options: dict[str, Any], key: str, least: int) -> None:
-    v = options[key]
-    number = isinstance(v, (int, np.integer, float, np.floating)) and not isinstance(v, bool)
-    if not (number and np.isfinite(v) and int(v) == v and v >= least):
-        raise ValueError(f"option {key} must be an integer >= {least}, got {v!r}")
-    options[key] = int(v)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..protocols import MPnRAGEProtocol
+from ..validate import require_number
 from .base import PosteriorT1, T1Estimator, register_estimator
 from .map import SCALE_PRIORS, ExactMAPModel
 
@@ -67,10 +68,7 @@ class ExactMAPEstimator(T1Estimator):
         if options["scale_prior"] not in SCALE_PRIORS:
             raise ValueError(f"option scale_prior must be one of {SCALE_PRIORS}, got {options['scale_prior']!r}")
         if "b1_sd" in options:
-            sd = options["b1_sd"]
-            if isinstance(sd, bool) or not isinstance(sd, (int, float, np.number)) or not (np.isfinite(sd) and sd >= 0):
-                raise ValueError(f"option b1_sd (relative B1) must be finite and >= 0, got {sd!r}")
-            options["b1_sd"] = float(sd)
+            options["b1_sd"] = require_number("option b1_sd (relative B1)", options["b1_sd"], low=0)
         return options
 
     def _parameters(self) -> dict[str, Any]:

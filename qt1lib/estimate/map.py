@@ -34,6 +34,7 @@ from scipy.stats import chi2
 
 from ..protocols import MPnRAGEProtocol
 from ..sequences import gre_signals, uni
+from ..validate import require_integer, require_number
 from .base import PosteriorT1  # the result of every estimator (re-exported here)
 from .lut import DEFAULT_B1_GRID
 
@@ -68,10 +69,9 @@ SCALE_PRIORS = ("flat", "jeffreys")
 
 
 def _check_sigma(sigma: float) -> float:
-    sigma = float(sigma)
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma (noise std per real/imaginary part, units of M0) must be finite and > 0, got {sigma!r}")
-    return sigma
+    return require_number(
+        "sigma (noise std per real/imaginary part, units of M0)", float(sigma), low=0, low_inclusive=False
+    )
 
 
 # ============================================================================ seed method
@@ -144,17 +144,13 @@ class SeedMAPModel:
     ):
         self.protocol = protocol
         self.sigma = _check_sigma(sigma)
-        if isinstance(n_trials, bool) or int(n_trials) != n_trials or n_trials < 1:
-            raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
-        if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 2:
-            raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
+        self.n_trials = require_integer("n_trials", n_trials, 1, integral_floats=True)
+        self.n_bins = require_integer("n_bins", n_bins, 2, integral_floats=True)
         if not (0.0 <= likelihood_threshold <= 1.0):
             raise ValueError(f"likelihood_threshold must lie in [0, 1], got {likelihood_threshold!r}")
         t1 = SEED_T1_GRID if t1_grid is None else np.asarray(t1_grid, dtype=float)
         if t1.ndim != 1 or len(t1) < 2 or not np.all(np.isfinite(t1)) or np.any(t1 <= 0) or np.any(np.diff(t1) <= 0):
             raise ValueError("t1_grid must be a 1-D array of at least two increasing, positive T1 values (s)")
-        self.n_trials = int(n_trials)
-        self.n_bins = int(n_bins)
         self.likelihood_threshold = float(likelihood_threshold)
         self.t1_grid = t1
         self.pairs = protocol.pairs
@@ -520,22 +516,17 @@ class ExactMAPModel:
         if scale_prior not in SCALE_PRIORS:
             raise ValueError(f"scale_prior must be one of {SCALE_PRIORS}, got {scale_prior!r}")
         self.scale_prior = scale_prior
-        for name, value, least in (
-            ("n_coarse", n_coarse, 6),
-            ("refine", refine, 1),
-            ("n_fine", n_fine, 6),
-            ("n_end", n_end, 3),
-            ("chunk_size", chunk_size, 1),
-        ):
-            if isinstance(value, bool) or int(value) != value or value < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        self.n_coarse = require_integer("n_coarse", n_coarse, 6, integral_floats=True)
+        self.refine = require_integer("refine", refine, 1, integral_floats=True)
+        self.n_fine = require_integer("n_fine", n_fine, 6, integral_floats=True)
+        self.n_end = require_integer("n_end", n_end, 3, integral_floats=True)
+        self.chunk_size = require_integer("chunk_size", chunk_size, 1, integral_floats=True)
         if not (narrow_steps > 0 and fine_step > 0):
             raise ValueError(f"narrow_steps and fine_step must be > 0, got {narrow_steps!r}, {fine_step!r}")
         if gof_alpha is not None and not (0 < gof_alpha < 1):
             raise ValueError(f"gof_alpha must lie in (0, 1) or be None, got {gof_alpha!r}")
-        self.n_coarse, self.refine, self.n_fine, self.n_end = int(n_coarse), int(refine), int(n_fine), int(n_end)
         self.narrow_steps, self.fine_step = float(narrow_steps), float(fine_step)
-        self.chunk_size, self.gof_alpha = int(chunk_size), gof_alpha
+        self.gof_alpha = gof_alpha
         self.n_used = len(protocol.readouts)
         self.u_min, self.u_max = np.log(lo), np.log(hi)
         self.du = (self.u_max - self.u_min) / (self.n_coarse - 1)

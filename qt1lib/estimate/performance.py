@@ -34,6 +34,7 @@ import pandas as pd
 
 from ..protocols import MPnRAGEProtocol
 from ..sequences import combinations, gre_signals
+from ..validate import require_integer
 from .base import estimator_class, estimator_names, make_estimator
 from .crlb import crlb_t1
 from .map import SeedMAPModel
@@ -135,8 +136,7 @@ def simulate_estimator_performance(
     unknown = set(estimators) - set(PERFORMANCE_ESTIMATORS)
     if unknown:
         raise ValueError(f"unknown estimators {sorted(unknown)}; expected some of {PERFORMANCE_ESTIMATORS}")
-    if isinstance(n_trials, bool) or int(n_trials) != n_trials or n_trials < 2:
-        raise ValueError(f"n_trials must be an integer >= 2, got {n_trials!r}")
+    n_trials = require_integer("n_trials", n_trials, 2, integral_floats=True)
     t1 = np.asarray(t1_values, dtype=float)
     if t1.ndim != 1 or t1.size == 0 or np.any(t1 < 0.05) or np.any(t1 > 5.0):
         raise ValueError(f"t1_values must be a non-empty 1-D sequence inside 0.05..5 s, got {t1_values!r}")
@@ -147,7 +147,7 @@ def simulate_estimator_performance(
     for protocol in protocols:  # loops over a few settings, not voxels
         for sigma in sigmas:
             data_rng, table_rng = rng.spawn(2)
-            y = simulate_data(t1, protocol, sigma, int(n_trials), data_rng, b1)
+            y = simulate_data(t1, protocol, sigma, n_trials, data_rng, b1)
             estimates: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]] = {}
             if "LUT" in estimators:
                 post = make_estimator(registered_estimator("lut", (1, 2), b1_mode), protocol, sigma).fit(y, b1=b1_map)

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..protocols import MPnRAGEProtocol
 from ..sequences import uni
-from .base import PosteriorT1, T1Estimator, _check_store, _integer, register_estimator
+from ..validate import require_integer, require_number
+from .base import PosteriorT1, T1Estimator, _check_store, register_estimator
 from .map import SEED_LIKELIHOOD_THRESHOLD, SEED_N_BINS, SeedMAPModel
 
 __all__ = ["SeedMAPEstimator", "SeedMAPMP2RAGE", "SeedMAPMP3RAGE", "seed_map_model", "SEED_MAP_HISTOGRAM_STEP"]
@@ -160,16 +161,14 @@ class SeedMAPEstimator(T1Estimator):
     def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         s = options["seed_map_sigma"]
         if s is not None:
-            if isinstance(s, bool) or not isinstance(s, (int, float, np.number)) or not (np.isfinite(s) and s > 0):
-                raise ValueError(f"option seed_map_sigma must be None or a finite noise std > 0 (M0 units), got {s!r}")
-            options["seed_map_sigma"] = float(s)
-        _integer(options, "seed_map_trials", 1)
-        _integer(options, "seed_map_bins", 2)
-        _integer(options, "random_seed", 0)
-        t = options["seed_likelihood_threshold"]
-        if isinstance(t, bool) or not isinstance(t, (int, float, np.number)) or not 0 <= t <= 1:
-            raise ValueError(f"option seed_likelihood_threshold must lie in [0, 1], got {t!r}")
-        options["seed_likelihood_threshold"] = float(t)
+            options["seed_map_sigma"] = require_number(
+                "option seed_map_sigma (None or a noise std, M0 units)", s, low=0, low_inclusive=False
+            )
+        for key, least in (("seed_map_trials", 1), ("seed_map_bins", 2), ("random_seed", 0)):
+            options[key] = require_integer(f"option {key}", options[key], least, integral_floats=True)
+        options["seed_likelihood_threshold"] = require_number(
+            "option seed_likelihood_threshold", options["seed_likelihood_threshold"], low=0, high=1
+        )
         _check_store(options["store"])
         return options
 

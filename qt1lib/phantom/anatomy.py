@@ -38,6 +38,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from nibabel.affines import apply_affine
 from scipy import ndimage
 
 from .. import tissues as _tissues
@@ -169,7 +170,7 @@ def load_template() -> Template:
     lo_p, hi_p = lo + pad_lo, hi + pad_lo
     fractions = np.ascontiguousarray(fractions[:, lo_p[0] : hi_p[0], lo_p[1] : hi_p[1], lo_p[2] : hi_p[2]])
     affine = gm_img.affine.copy()
-    affine[:3, 3] = gm_img.affine[:3, :3] @ lo + gm_img.affine[:3, 3]
+    affine[:3, 3] = apply_affine(gm_img.affine, lo)
     fractions.setflags(write=False)
     affine.setflags(write=False)
     return Template(fractions=fractions, affine=affine)

@@ -50,6 +50,7 @@ from ..io import atomic_write_bytes, load_json, save_json, save_nifti, save_tsv
 from ..protocols import SEED_7T_MP3RAGE, MPnRAGEProtocol
 from ..protocols_sir import DORTCH_2018_SIR, SIRProtocol
 from ..sequences.twopool import TISSUES_7T
+from ..validate import require_integer
 from .fields import RigidMotion
 from .simulate import SimulationSettings, SpaceTruth, SubjectImages, draw_subject, simulate_subject
 
@@ -237,8 +238,7 @@ def make_cohort(
         For an unknown profile, invalid settings, ``n_subjects < 1``, or a ``bids_dir`` that
         holds data this function did not write.
     """
-    if isinstance(n_subjects, bool) or int(n_subjects) != n_subjects or n_subjects < 1:
-        raise ValueError(f"n_subjects must be a positive integer, got {n_subjects!r}")
+    n_subjects = require_integer("n_subjects", n_subjects, 1, integral_floats=True)
     settings = cohort_settings(
         profile,
         snr,

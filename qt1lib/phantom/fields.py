@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel.affines import apply_affine
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -23,7 +24,6 @@ __all__ = [
     "b1_transmit_field",
     "RigidMotion",
     "random_rigid_motion",
-    "apply_affine",
 ]
 
 #: Mean variance of a cubic B-spline expansion with independent unit-variance coefficients, per
@@ -31,12 +31,6 @@ __all__ = [
 #: B-spline of degree 7 at 0; Unser 1999, IEEE Signal Process. Mag. 16(6):22, "Splines: a
 #: perfect fit"). Dividing the coefficients by sqrt(VAR^3) gives fields of unit mean variance.
 _BSPLINE_VARIANCE_1D = 151.0 / 315.0
-
-
-def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a 4x4 affine ``matrix`` to ``points`` of shape (..., 3)."""
-    points = np.asarray(points, dtype=float)
-    return points @ matrix[:3, :3].T + matrix[:3, 3]
 
 
 @dataclass(frozen=True)

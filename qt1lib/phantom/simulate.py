@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from nibabel.affines import apply_affine
 from scipy import ndimage
 
 from ..protocols import MPnRAGEProtocol
@@ -43,7 +44,6 @@ from .fields import (
     RigidMotion,
     SmoothField,
     Where,
-    apply_affine,
     b1_transmit_field,
     evaluate,
     points_of,
