@@ -3,7 +3,8 @@
 Profiles
 --------
 ``quick``  the embedded default: 2 mm digital cohort, small Monte-Carlo and patch sets (about
-           11.5 minutes on 2 CPU cores from a fresh clone, measured 2026-11-25); what ``make book`` builds.
+           17 minutes on 2 CPU cores from a fresh clone, installation included, measured 2026-12-01;
+           11.5 minutes on the machine of 2026-11-25); what ``make book`` builds.
 ``paper``  the study at full size (1 mm, full Monte-Carlo, width-64 networks; about 79 minutes on 2
            CPU cores, measured 2026-11-25).
 ``smoke``  tiny parameters that only check that every notebook runs (tests).
