@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import ndimage
+from synthetic_subjects import make_subject
 
+from qt1lib import tissues
 from qt1lib.calibrate import (
     BASELINE_COLUMNS,
     MODEL_STEP,
@@ -39,30 +40,19 @@ from qt1lib.calibrate import (
     training_fingerprint,
 )
 from qt1lib.calibrate.results import RESULT_FILES
-from qt1lib.calibrate.train import CHECKPOINT_FILE, MODEL_FILE, TRAINING_MODULES, training_parameters
+from qt1lib.calibrate.train import (
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    TRAINING_MODULES,
+    training_parameters,
+)
 from qt1lib.store import Store, module_closure
 
-TISSUES = (1, 2, 3)
+TISSUES = tissues.labels()
 TINY = CalibrationConfig(
     patch_shape=(7, 7), width=4, stem="small", patches_per_epoch=64, validation_patches=32, batch_size=32,
     max_epochs=3, patience=10, validation_slab=2, inference_batch_size=1024,
 )
-
-
-def make_subject(seed: int, shape: tuple[int, int, int] = (20, 20, 6)) -> SubjectData:
-    """A cylinder: WM, a subcortical core, a cortical rim; the reference a tissue-dependent function of T1."""
-    rng = np.random.default_rng(seed)
-    idx = np.indices(shape).astype(float)
-    c = (np.array(shape) - 1) / 2
-    r = np.hypot((idx[0] - c[0]) / (shape[0] / 2), (idx[1] - c[1]) / (shape[1] / 2))
-    mask = r < 0.95
-    labels = np.where(mask, 1, 0)
-    labels[(r > 0.7) & mask] = 3
-    labels[r < 0.3] = 2
-    field = ndimage.gaussian_filter(rng.normal(size=shape), 2)
-    t1 = np.array([0.0, 1.1, 1.4, 1.7])[labels] + 0.2 * field / field.std() + 0.02 * rng.normal(size=shape)
-    target = 0.5 * t1**2 + 0.4 + np.array([0.0, 0.5, 0.0, 0.5])[labels]
-    return SubjectData({"t1": np.where(mask, t1, np.nan)}, np.where(mask, target, np.nan), mask, labels)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -75,7 +65,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def subjects() -> dict[str, SubjectData]:
-    return {f"sub-{i:02d}": make_subject(i) for i in range(1, 5)}
+    return {f"sub-{i:02d}": make_subject(i, (20, 20, 6)) for i in range(1, 5)}
 
 
 @pytest.fixture(scope="module")
