@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -78,6 +79,9 @@ class MP2RAGEMaps:
         Store key of the combinations and the brain mask.
     estimates : dict of str to T1Estimate
         Per estimator name.
+    inputs : tuple of Path
+        The files the reader read: the images, the B1 map and their sidecars (the brain mask's files
+        are in :attr:`brain_source`).
     """
 
     subject: str
@@ -91,6 +95,7 @@ class MP2RAGEMaps:
     combinations: dict[str, np.ndarray]
     combinations_key: str
     estimates: dict[str, T1Estimate]
+    inputs: tuple[Path, ...] = ()
 
     def __getitem__(self, name: str) -> T1Estimate:
         if name not in self.estimates:
@@ -213,4 +218,5 @@ def mp2rage_maps(ws: Workspace, subject: str, estimators: Iterable[str] | None =
         combinations={k: combos[k] for k in pairs},
         combinations_key=combos_key,
         estimates=estimates,
+        inputs=tuple(data.inputs),
     )

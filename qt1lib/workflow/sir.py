@@ -8,6 +8,7 @@ sidecars; Dortch et al. 2011, MRM 66:1346) runs on the SIR signal mask
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -57,6 +58,8 @@ class SIRMaps:
     converged, at_bound, fit_mask : ndarray of bool
     key : str
         Store key of the maps.
+    inputs : tuple of Path
+        The files the fit read (the images and their sidecars).
     """
 
     subject: str
@@ -72,6 +75,7 @@ class SIRMaps:
     at_bound: np.ndarray
     fit_mask: np.ndarray
     key: str
+    inputs: tuple[Path, ...] = ()
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -97,7 +101,8 @@ def sir_maps(ws: Workspace, subject: str) -> SIRMaps:
         return maps | {"fit_mask": mask}
 
     maps, key = cached_images(
-        ws, subject, "sir_fit", SIR_ENTRIES, params, data.affine, compute,
-        inputs=[*data.inputs, *ws.cohort_inputs()], modules=(__name__, "qt1lib.estimate.sir_fit"),
+        ws, subject, "sir_fit", SIR_ENTRIES, params, data.affine, compute, inputs=[*data.inputs, *ws.cohort_inputs()],
+        modules=(__name__, "qt1lib.estimate.sir_fit"),
     )
-    return SIRMaps(subject=subject, affine=data.affine, protocol=data.protocol, sigma=sigma, key=key, **maps)
+    return SIRMaps(subject=subject, affine=data.affine, protocol=data.protocol, sigma=sigma, key=key, inputs=data.inputs,
+                   **maps)

@@ -27,9 +27,6 @@ from .workspace import DerivativeEntry, Workspace, cached_images
 
 __all__ = ["SIRSpaceSubject", "sir_space_subject", "resample_to_sir", "rigid_transform", "sir_segmentation"]
 
-REGISTRATION_CONTRASTS = ("inv2", "t1")
-
-
 @dataclass(frozen=True)
 class SIRSpaceSubject:
     """Every map of a subject on the SIR grid.
@@ -139,28 +136,25 @@ def rigid_transform(ws: Workspace, mp2: MP2RAGEMaps, sir: SIRMaps) -> RigidTrans
     onto the SIR image with the longest inversion time; ``"t1"`` moves the LUT T1 map onto the IR
     T1 map. Published as ``derivatives/qt1lib/sub-<label>/xfm/sub-<label>_desc-MP2RAGEtoSIR_xfm.json``.
     """
-    config = ws.config
+    config = ws.config  # PipelineConfig validates registration_contrast
     subject = mp2.subject
-    if config.registration_contrast not in REGISTRATION_CONTRASTS:
-        raise ValueError(f"registration_contrast must be one of {REGISTRATION_CONTRASTS}, got {config.registration_contrast!r}")
     params = {"contrast": config.registration_contrast, "bins": config.registration_bins,
               "random_seed": config.random_seed, "type": "Rigid", "metric": "mattes", "subject": subject}
-    sir_data = read_sir(ws.bids_dir, subject)
     if config.registration_contrast == "inv2":
-        mp2_data = read_mpnrage(ws.bids_dir, subject)
-        inputs = [*mp2_data.inputs, *sir_data.inputs]
+        inputs = [*mp2.inputs, *sir.inputs]
     else:
         params |= {"moving": mp2["lut"].key, "fixed": sir.key}
         inputs = []
 
-    def compute() -> dict:
+    def compute() -> dict:  # the images are read only when the transform is not in the store
         if config.registration_contrast == "inv2":
-            moving = np.abs(mp2_data.gre[1])
+            moving = np.abs(read_mpnrage(ws.bids_dir, subject).gre[1])
+            sir_data = read_sir(ws.bids_dir, subject)
             fixed = sir_data.images[int(np.argmax(sir_data.protocol.inversion_times))]
         else:
             moving = np.nan_to_num(np.clip(mp2["lut"].t1, 0.0, 5.0))
             fixed = np.nan_to_num(np.clip(sir.ir_t1, 0.0, 5.0))
-        t = register_rigid(fixed, sir_data.affine, moving, mp2.affine, seed=config.random_seed, bins=config.registration_bins)
+        t = register_rigid(fixed, sir.affine, moving, mp2.affine, seed=config.random_seed, bins=config.registration_bins)
         return {"FixedToMovingRAS": np.asarray(t.matrix).tolist()}
 
     value, key = ws.store.get_or_compute_keyed(
