@@ -37,11 +37,9 @@ wrong unit, shape or affine mismatches between parts, inversions and the B1 map,
 unreadable or truncated files) and raises one :class:`BIDSValidationError` whose message names
 each file and field. Readers validate before returning anything, and write nothing.
 
-**Derivatives** go to ``derivatives/qt1lib/sub-<label>/<datatype>/`` with BIDS-like names
-(:func:`derivative_path`), written atomically (:mod:`qt1lib.io`), each with a sidecar that
-records its parameters. They are published copies: whether a result is reused is decided by the
-content-addressed store (:mod:`qt1lib.store`), which keys it by the content of the files a reader
-read (:attr:`MPnRAGEData.inputs`, :func:`files_read`, sidecars inherited included).
+**Derivatives** are written by :mod:`qt1lib.derivatives`. Whether a result is reused is decided
+by the content-addressed store (:mod:`qt1lib.store`), which keys it by the content of the files a
+reader read (:attr:`MPnRAGEData.inputs`, :func:`files_read`, sidecars inherited included).
 """
 
 from __future__ import annotations
@@ -55,8 +53,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from . import __version__
-from .io import load_json, save_json, save_nifti
+from .io import load_json
 from .protocols import MPnRAGEProtocol
 from .protocols_sir import SIRProtocol
 from .validate import is_integer
@@ -74,9 +71,6 @@ __all__ = [
     "read_mpnrage",
     "read_sir",
     "validate_dataset",
-    "PIPELINE",
-    "derivative_path",
-    "write_derivative",
     "MP2RAGE_FIELDS",
     "SIR_FIELDS",
 ]
@@ -112,10 +106,6 @@ _FIELDS_SHARED = (
 _RATIO_UNITS = {"ratio", "1", "fraction", "relative", "a.u.", "arbitrary"}
 _PERCENT_UNITS = {"percent", "%", "pct", "p.u."}
 _NIFTI = re.compile(r"\.nii(\.gz)?$")
-
-#: Name of this package's derivatives folder.
-PIPELINE = "qt1lib"
-
 
 class BIDSValidationError(ValueError):
     """Problems found in a BIDS dataset; ``problems`` lists them, each naming its file and field."""
@@ -863,97 +853,3 @@ def validate_dataset(
     if problems:
         raise BIDSValidationError(problems)
     return labels
-
-
-# ------------------------------------------------------------------------------ derivatives
-_ENTITY_ORDER = ("ses", "acq", "run", "space", "label", "desc")
-
-
-def derivative_path(
-    bids_dir: str | os.PathLike,
-    subject: str | None,
-    suffix: str,
-    *,
-    desc: str | None = None,
-    space: str | None = None,
-    label: str | None = None,
-    extension: str = ".nii.gz",
-    datatype: str = "anat",
-    pipeline: str = PIPELINE,
-) -> Path:
-    """Path of a derivative under ``derivatives/<pipeline>/``.
-
-    With a subject: ``sub-01/anat/sub-01_space-SIR_desc-MAP_T1map.nii.gz``; with
-    ``subject=None``, a group-level file at the pipeline's root (e.g. a table:
-    ``derivative_path(bids_dir, None, "rmse", desc="calibration", extension=".tsv")`` gives
-    ``desc-calibration_rmse.tsv``). Entity values and the suffix must be alphanumeric (BIDS labels).
-    """
-    entities = {"space": space, "label": label, "desc": desc}
-    for key, value in {"subject": subject, "suffix": suffix, **entities}.items():
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9]+", str(value)):
-            raise ValueError(f"{key} must be alphanumeric for a BIDS name, got {value!r}")
-    parts = [] if subject is None else [f"sub-{subject}"]
-    parts += [f"{k}-{entities[k]}" for k in _ENTITY_ORDER if entities.get(k) is not None]
-    name = "_".join(parts + [suffix]) + extension
-    root = Path(bids_dir) / "derivatives" / pipeline
-    return root / name if subject is None else root / f"sub-{subject}" / datatype / name
-
-
-def _sidecar_path(path: Path) -> Path:
-    return path.with_name(_NIFTI.sub("", path.name) + ".json")
-
-
-def write_derivative(
-    bids_dir: str | os.PathLike,
-    subject: str,
-    data: np.ndarray,
-    affine: np.ndarray,
-    suffix: str,
-    *,
-    desc: str | None = None,
-    space: str | None = None,
-    label: str | None = None,
-    parameters: Mapping | None = None,
-    sidecar: Mapping | None = None,
-    datatype: str = "anat",
-) -> Path:
-    """Write a derivative image and its sidecar atomically under ``derivatives/qt1lib``.
-
-    Parameters
-    ----------
-    bids_dir, subject, suffix, desc, space, label, datatype
-        Naming (:func:`derivative_path`).
-    data : ndarray
-        The image (3-D, or 4-D).
-    affine : ndarray, shape (4, 4)
-        Voxel-to-world matrix.
-    parameters : mapping, optional
-        Recorded in the sidecar (``Parameters``).
-    sidecar : mapping, optional
-        Further sidecar fields (e.g. ``Units``).
-
-    Returns
-    -------
-    Path
-        The image written.
-    """
-    path = derivative_path(bids_dir, subject, suffix, desc=desc, space=space, label=label, datatype=datatype)
-    description = Path(bids_dir) / "derivatives" / PIPELINE / "dataset_description.json"
-    if not description.is_file():
-        save_json(
-            {
-                "Name": "qt1lib derivatives",
-                "BIDSVersion": "1.10.0",
-                "DatasetType": "derivative",
-                "GeneratedBy": [{"Name": "qt1lib", "Version": __version__}],
-            },
-            description,
-        )
-    meta = {**(sidecar or {}), "GeneratedBy": {"Name": "qt1lib", "Version": __version__}}
-    if parameters is not None:
-        meta["Parameters"] = dict(parameters)
-    # each file is written atomically; what is reused is decided by the store (qt1lib.store), never
-    # by these published copies
-    save_nifti(data, path, affine)
-    save_json(meta, _sidecar_path(path))
-    return path

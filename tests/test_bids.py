@@ -15,15 +15,14 @@ import pytest
 from qt1lib.bids import (
     BIDSValidationError,
     applicable_sidecars,
-    derivative_path,
     parse_name,
     read_mpnrage,
     read_sidecar,
     read_sir,
     validate_dataset,
-    write_derivative,
 )
-from qt1lib.io import atomic_write_bytes, load_json, save_json, save_nifti
+from qt1lib.derivatives import default_derivatives_dir, write_derivative
+from qt1lib.io import atomic_write_bytes, save_json, save_nifti
 from qt1lib.phantom import SIR_7T, make_cohort
 from qt1lib.protocols import SEED_7T_MP3RAGE
 from qt1lib.sequences import uni
@@ -48,7 +47,7 @@ def _pipeline(bids_dir: Path) -> list[Path]:
     written = []
     for s in subjects:
         data = read_mpnrage(bids_dir, s)
-        written.append(write_derivative(bids_dir, s, uni(data.gre[0], data.gre[1]), data.affine, "UNIT1", desc="test"))
+        written.append(write_derivative(default_derivatives_dir(bids_dir), s, uni(data.gre[0], data.gre[1]), data.affine, "UNIT1", desc="test"))
     return written
 
 
@@ -263,16 +262,10 @@ def test_b1_units_and_grid(copy):
     np.testing.assert_allclose(resampled[inner], expected[inner], atol=1e-5)
 
 
-def test_parse_name_and_derivative_paths(tmp_path):
+def test_parse_name(tmp_path):
     name = parse_name("sub-01_acq-SIR_inv-2_IRT1.nii.gz")
     assert name.entities == {"sub": "01", "acq": "SIR", "inv": "2"} and name.suffix == "IRT1"
     assert name.extension == ".nii.gz"
-    path = derivative_path(tmp_path, "01", "T1map", desc="MAP", space="SIR")
-    assert path == tmp_path / "derivatives" / "qt1lib" / "sub-01" / "anat" / "sub-01_space-SIR_desc-MAP_T1map.nii.gz"
-    table = derivative_path(tmp_path, None, "rmse", desc="calibration", extension=".tsv")
-    assert table == tmp_path / "derivatives" / "qt1lib" / "desc-calibration_rmse.tsv"
-    with pytest.raises(ValueError, match="alphanumeric"):
-        derivative_path(tmp_path, "01", "T1map", desc="MAP_std")
 
 
 def test_atomic_writer_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -287,18 +280,6 @@ def test_atomic_writer_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write_bytes(target, failing)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["table.tsv"]
-
-
-def test_derivatives_are_written_atomically_with_their_sidecar(copy):
-    params = {"method": "LUT", "t1_grid": [0.05, 5.0, 0.001]}
-    data = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
-    path = write_derivative(copy, "01", data, np.eye(4), "T1map", desc="LUT", parameters=params, sidecar={"Units": "s"})
-    assert path == copy / "derivatives" / "qt1lib" / "sub-01" / "anat" / "sub-01_desc-LUT_T1map.nii.gz"
-    assert (copy / "derivatives" / "qt1lib" / "dataset_description.json").is_file()
-    assert np.array_equal(nib.load(path).get_fdata(), data)
-    sidecar = load_json(path.with_name("sub-01_desc-LUT_T1map.json"))
-    assert sidecar["Parameters"] == params and sidecar["Units"] == "s"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["sub-01_desc-LUT_T1map.json", "sub-01_desc-LUT_T1map.nii.gz"]
 
 
 def test_readers_list_every_file_they_read_with_inherited_sidecars(copy):

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from qt1lib import tissues
-from qt1lib.bids import derivative_path
 from qt1lib.config import PipelineConfig
 from qt1lib.estimate.base import DEFAULT_ESTIMATORS, T1Estimator, estimator_class
 from qt1lib.io import load_json, save_json, save_nifti
@@ -127,7 +126,7 @@ def test_mp2rage_maps_are_typed_published_and_reused(cohort, monkeypatch):
     assert set(first.estimates) == set(DEFAULT_ESTIMATORS)
     for name in DEFAULT_ESTIMATORS:
         cls = estimator_class(name)
-        path = derivative_path(ws.bids_dir, "01", "T1map", desc=cls.desc)
+        path = ws.derivative_path("01", "T1map", desc=cls.desc)
         sidecar = load_json(path.with_name(path.name.replace(".nii.gz", ".json")))
         assert sidecar["Units"] == "s" and sidecar["StoreKey"] == first[name].key
         assert sidecar["Parameters"]["estimator"] == name
@@ -238,7 +237,7 @@ def test_calibrated_maps_are_written_on_the_sir_grid(cohort):
     assert sorted(p.name for p in paths) == [
         "sub-02_space-SIR_desc-GlobalLinear_T1map.nii.gz", "sub-02_space-SIR_desc-ResNet_T1map.nii.gz"]
     resnet = next(p for p in paths if "ResNet" in p.name)
-    assert resnet == derivative_path(ws.bids_dir, "02", "T1map", desc="ResNet", space="SIR")
+    assert resnet == ws.derivative_path("02", "T1map", desc="ResNet", space="SIR")
     img = nib.load(resnet)
     np.testing.assert_allclose(img.affine, sir_maps(ws, "02").affine)
     np.testing.assert_allclose(img.get_fdata(), maps["sub-02"]["resnet"].astype(np.float32), equal_nan=True)

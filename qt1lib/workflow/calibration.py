@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..bids import write_derivative
+from ..derivatives import write_derivative
 from ..calibrate.data import SubjectData
 from ..estimate.base import estimator_class
 from .. import tissues
@@ -111,7 +111,7 @@ def write_calibrated_maps(
     Returns
     -------
     list of Path
-        ``derivatives/qt1lib/sub-<label>/anat/sub-<label>_space-SIR_desc-<Method>_T1map.nii.gz``.
+        ``<derivatives_dir>/sub-<label>/anat/sub-<label>_space-SIR_desc-<Method>_T1map.nii.gz``.
 
     Raises
     ------
@@ -131,7 +131,7 @@ def write_calibrated_maps(
             if data.shape != sir.shape:
                 raise ValueError(f"{name} {method} map has shape {data.shape}, expected the SIR grid's {sir.shape}")
             written.append(write_derivative(
-                ws.bids_dir, subject, data, sir.affine, "T1map", desc=desc, space="SIR",
+                ws.derivatives_dir, subject, data, sir.affine, "T1map", desc=desc, space="SIR",
                 parameters={"step": "calibration", "method": method, **dict(parameters or {})},
                 sidecar={"Units": "s", "Description": f"T1 calibrated to IR T1 = 1/R1f by {method}, "
                          "held out of the network's training (leave-one-subject-out)"},

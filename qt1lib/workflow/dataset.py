@@ -20,6 +20,7 @@ from typing import Any
 
 from ..bids import validate_dataset
 from ..config import CohortConfig, PipelineConfig
+from ..derivatives import default_derivatives_dir
 from ..io import load_json
 from ..store import JSON, Store, file_digest
 from .workspace import Workspace
@@ -102,6 +103,7 @@ def open_workspace(
     cohort: CohortConfig | Mapping[str, Any] | None = None,
     subjects: list[str] | None = None,
     progress: bool = True,
+    output_dir: str | os.PathLike | None = None,
 ) -> Workspace:
     """The workspace of a study: the dataset (the cohort generated when needed), the store and the configuration.
 
@@ -113,7 +115,7 @@ def open_workspace(
         before anything is computed.
     work_dir : path-like, optional
         Working directory; the store lives in ``<work_dir>/store``. Default:
-        ``<bids_dir>/derivatives/qt1lib/.store`` (hidden from BIDS tools).
+        ``<output_dir>/.store`` (hidden from BIDS tools).
     config : PipelineConfig, optional
     cohort : CohortConfig or mapping, optional
         The digital cohort to generate when ``bids_dir`` is a cohort folder: a
@@ -124,6 +126,8 @@ def open_workspace(
         Subjects to process (labels without ``sub-``); default all.
     progress : bool
         Show progress bars.
+    output_dir : path-like, optional
+        The derivative dataset the steps publish into; default ``<bids_dir>/derivatives/qt1lib``.
 
     Raises
     ------
@@ -132,7 +136,8 @@ def open_workspace(
         (:class:`qt1lib.bids.BIDSValidationError`, naming every problem).
     """
     bids_dir = Path(bids_dir)
-    store = Store(Path(work_dir) / "store" if work_dir is not None else bids_dir / "derivatives" / "qt1lib" / ".store")
+    derivatives_dir = Path(output_dir) if output_dir is not None else default_derivatives_dir(bids_dir)
+    store = Store(Path(work_dir) / "store" if work_dir is not None else derivatives_dir / ".store")
     simulated = is_cohort_folder(bids_dir)
     if simulated:
         arguments = (cohort or CohortConfig()).kwargs() if not isinstance(cohort, Mapping) else dict(cohort)
@@ -151,4 +156,5 @@ def open_workspace(
         is_simulated=simulated,
         cohort=cohort_parameters(bids_dir) if simulated else None,
         progress=progress,
+        derivatives_dir=derivatives_dir,
     )

@@ -31,7 +31,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..bids import PIPELINE, parse_name
+from ..bids import parse_name
+from ..derivatives import PIPELINE
 from .workspace import Workspace
 
 __all__ = [

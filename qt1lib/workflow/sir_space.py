@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.affines import apply_affine
 
-from ..bids import derivative_path, read_mpnrage, read_sir
+from ..bids import read_mpnrage, read_sir
 from ..io import load_json, save_json
 from ..register import RigidTransform, apply_transform, register_rigid, registration_error
 from ..store import JSON
@@ -160,7 +160,7 @@ def rigid_transform(ws: Workspace, mp2: MP2RAGEMaps, sir: SIRMaps) -> RigidTrans
     value, key = ws.store.get_or_compute_keyed(
         "registration", params, compute, JSON, inputs=inputs, modules=(__name__, "qt1lib.register")
     )
-    path = derivative_path(ws.bids_dir, subject, "xfm", desc="MP2RAGEtoSIR", datatype="xfm", extension=".json")
+    path = ws.derivative_path(subject, "xfm", desc="MP2RAGEtoSIR", datatype="xfm", extension=".json")
     try:
         published = load_json(path).get("StoreKey") if path.is_file() else None
     except ValueError:

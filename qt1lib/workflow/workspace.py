@@ -2,9 +2,9 @@
 
 A :class:`Workspace` bundles the BIDS dataset a study reads, the content-addressed
 :class:`~qt1lib.store.Store` every step caches through, the :class:`~qt1lib.config.PipelineConfig`
-and the BIDS-derivative folder where the steps publish their maps for people and other tools
-(``<bids_dir>/derivatives/qt1lib/sub-<label>/anat/...``, each image with a sidecar naming the store entry it
-came from). Lookups never read the published files: the store alone decides what is reused, so a
+and the BIDS derivative dataset where the steps publish their maps for people and other tools
+(``<derivatives_dir>/sub-<label>/anat/...``, by default ``derivatives_dir = <bids_dir>/derivatives/qt1lib``;
+each image with a sidecar naming the store entry it came from). Lookups never read the published files: the store alone decides what is reused, so a
 derivative killed half-way through its publication can never be taken for a result.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bids import derivative_path, write_derivative
+from ..derivatives import default_derivatives_dir, derivative_path, sidecar_path, write_derivative
 from ..config import PipelineConfig
 from ..io import load_json
 from ..store import IMAGES, Images, Store
@@ -44,6 +44,9 @@ class Workspace:
         The cohort's generation parameters (``derivatives/phantom/parameters.json``), or None.
     progress : bool
         Show progress bars (tqdm).
+    derivatives_dir : Path
+        The derivative dataset the steps publish into (:mod:`qt1lib.derivatives`); default
+        ``<bids_dir>/derivatives/qt1lib``.
     """
 
     bids_dir: Path
@@ -53,9 +56,16 @@ class Workspace:
     is_simulated: bool = False
     cohort: dict | None = None
     progress: bool = True
+    derivatives_dir: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bids_dir", Path(self.bids_dir))
+        root = default_derivatives_dir(self.bids_dir) if self.derivatives_dir is None else self.derivatives_dir
+        object.__setattr__(self, "derivatives_dir", Path(root))
+
+    def derivative_path(self, subject: str | None, suffix: str, **naming) -> Path:
+        """Path of a derivative in this workspace's derivative dataset (:func:`qt1lib.derivatives.derivative_path`)."""
+        return derivative_path(self.derivatives_dir, subject, suffix, **naming)
 
     def with_config(self, config: PipelineConfig) -> "Workspace":
         """The same workspace with another configuration."""
@@ -83,7 +93,7 @@ class DerivativeEntry:
     Attributes
     ----------
     suffix, desc, space : str
-        BIDS name pieces (:func:`qt1lib.bids.derivative_path`).
+        BIDS name pieces (:func:`qt1lib.derivatives.derivative_path`).
     kind : {"float", "mask", "label"}
         Storage: float32, bool (uint8 on disk), int16.
     units : str, optional
@@ -116,8 +126,8 @@ def _publish(ws: Workspace, subject: str, entries: Mapping[str, DerivativeEntry]
              parameters: Mapping) -> None:
     """Write each image as a BIDS derivative unless the published copy already comes from entry ``key``."""
     for name, e in entries.items():
-        path = derivative_path(ws.bids_dir, subject, e.suffix, desc=e.desc, space=e.space, datatype=e.datatype)
-        side = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".json")
+        path = ws.derivative_path(subject, e.suffix, desc=e.desc, space=e.space, datatype=e.datatype)
+        side = sidecar_path(path)
         if path.is_file() and side.is_file():
             try:
                 if load_json(side).get("StoreKey") == key:
@@ -127,7 +137,7 @@ def _publish(ws: Workspace, subject: str, entries: Mapping[str, DerivativeEntry]
         data = images[name]
         sidecar = {"Description": e.description or name, "StoreKey": key} | ({"Units": e.units} if e.units else {})
         write_derivative(
-            ws.bids_dir, subject, data.astype(np.uint8) if data.dtype == bool else data, images.affine,
+            ws.derivatives_dir, subject, data.astype(np.uint8) if data.dtype == bool else data, images.affine,
             e.suffix, desc=e.desc, space=e.space, parameters=parameters, sidecar=sidecar, datatype=e.datatype,
         )
 
