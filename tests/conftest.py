@@ -35,3 +35,11 @@ def smoke_build(tmp_path_factory) -> SmokeBuild:
     study.write_timings(result.src, "smoke", result.timings)
     study.write_parameter_reference(result.src)
     return result
+
+
+@pytest.fixture(scope="session")
+def smoke_cohort(tmp_path_factory):
+    """The digital cohort, smoke profile, two subjects, seed 0; read-only: copy it before damaging it."""
+    from qt1lib.phantom import make_cohort
+
+    return make_cohort(tmp_path_factory.mktemp("smoke-cohort") / "ds", "smoke", seed=0, n_subjects=2, progress=False)

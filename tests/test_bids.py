@@ -23,14 +23,14 @@ from qt1lib.bids import (
 )
 from qt1lib.derivatives import default_derivatives_dir, write_derivative
 from qt1lib.io import atomic_write_bytes, save_json, save_nifti
-from qt1lib.phantom import SIR_7T, make_cohort
+from qt1lib.phantom import SIR_7T
 from qt1lib.protocols import SEED_7T_MP3RAGE
 from qt1lib.sequences import uni
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    return make_cohort(tmp_path_factory.mktemp("bids") / "ds", "smoke", n_subjects=2, progress=False)
+def cohort(smoke_cohort):
+    return smoke_cohort
 
 
 @pytest.fixture
@@ -201,7 +201,8 @@ def _rewrite_parts(ds: Path, subject: str, convert) -> None:
             (anat / f"{stem}_part-{part}_MP2RAGE.json").unlink()
         for part, values in convert(k, g).items():
             save_nifti(values, anat / f"{stem}_part-{part}_MP2RAGE.nii.gz", real.affine)
-            save_json(meta, anat / f"{stem}_part-{part}_MP2RAGE.json")
+            # BIDS: a phase image's sidecar MUST give its Units ("rad" or "arbitrary")
+            save_json(meta | ({"Units": "arbitrary"} if part == "phase" else {}), anat / f"{stem}_part-{part}_MP2RAGE.json")
 
 
 def test_mag_phase_parts_give_the_complex_images(copy):

@@ -34,7 +34,8 @@ Conventions shared by every estimator: the protocol is renamed ``"acquisition"``
 and any estimation view dropped) before use, so that the dictionaries and histograms cached per protocol are shared by subjects
 whose sidecars describe the same acquisition under other names; a noise level of 0 (noise-free
 data) is replaced by :data:`NOISE_FREE_SIGMA`; B1+ maps are clipped into the dictionaries' grid
-:data:`qt1lib.estimate.lut.DEFAULT_B1_GRID`.
+:data:`qt1lib.estimate.lut.DEFAULT_B1_GRID`, and a voxel whose B1+ is NaN (not measured) gives NaN
+in every B1-aware estimator.
 """
 
 from __future__ import annotations
@@ -251,7 +252,9 @@ class T1Estimator(abc.ABC):
         b1 : array_like or float, optional
             Measured relative B1+, broadcast to the voxel shape ``gre.shape[1:]`` and clipped
             into 0.3..2.0 (the dictionaries' grid). Needed when :attr:`b1` is ``"map"`` or
-            ``"marginal"``; ignored when it is ``"none"``.
+            ``"marginal"``; ignored when it is ``"none"``. NaN means not measured (as
+            :func:`qt1lib.bids.read_mpnrage` marks it): those voxels are treated as non-finite
+            input and give NaN.
 
         Returns
         -------
@@ -278,6 +281,10 @@ class T1Estimator(abc.ABC):
                 b1_used = np.broadcast_to(b1_arr, gre.shape[1:])
             except ValueError:
                 raise ValueError(f"b1 of shape {b1_arr.shape} does not broadcast to the voxel shape {gre.shape[1:]}") from None
+            unmeasured = np.isnan(b1_used)
+            if unmeasured.any():  # B1 not measured: the voxel's input is not finite, so its T1 is NaN
+                gre = np.where(unmeasured, np.nan, gre)
+                b1_used = np.where(unmeasured, 1.0, b1_used)
         return self._fit(gre, b1_used)
 
     def parameters(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ Layout (DESIGN.md section 3; the same layout :mod:`qt1lib.bids` reads for real d
     dataset_description.json  participants.tsv  participants.json  README
     sub-01/anat/sub-01_inv-1_part-real_MP2RAGE.nii.gz (+ .json)   one per inversion and part
     sub-01/anat/sub-01_acq-SIR_inv-1_IRT1.nii.gz (+ .json)        one per SIR sample
-    sub-01/fmap/sub-01_TB1map.nii.gz (+ .json)                     measured relative B1+
+    sub-01/fmap/sub-01_TB1map.nii.gz (+ .json)                     measured B1+, percent of nominal
     derivatives/phantom/parameters.json                            cache key (written last)
     derivatives/phantom/dseg.tsv                                   tissue labels (qt1lib.tissues)
     derivatives/phantom/sub-01/anat/sub-01[_space-SIR]_label-<L>_probseg.nii.gz
@@ -25,12 +25,16 @@ are free-water-weighted over the tissue classes of the voxel (``sum_c f_c M0f_c 
 M0f_c``) and 0 outside tissue.
 
 MP2RAGE sidecars carry the BIDS fields ``InversionTime`` (s), ``FlipAngle`` (deg),
-``RepetitionTimeExcitation`` (s), ``RepetitionTimePreparation`` (s), ``NumberShots``
-(excitations per readout train) and ``MagneticFieldStrength`` (T), and two fields that BIDS
-lacks: ``NumberShotsBeforeKSpaceCenter`` (excitations before the k-space centre) and
-``InversionEfficiency`` (fraction of Mz inverted). SIR sidecars carry ``InversionTime`` (ti, s),
-``DelayTime`` (td, s: end of the previous readout to the inversion) and
-``BoundPoolInversionFactor`` (Sm).
+``RepetitionTimeExcitation`` (s), ``RepetitionTimePreparation`` (s), ``NumberShots`` as BIDS's
+``[before, after]`` array (excitations before the k-space centre, and from the centre on: BIDS
+qMRI appendix, "NumberShots metadata field") and ``MagneticFieldStrength`` (T), and one field
+that BIDS lacks: ``InversionEfficiency`` (fraction of Mz inverted). SIR sidecars carry
+``InversionTime`` (ti, s), ``DelayTime`` (td, s: end of the previous readout to the inversion)
+and ``BoundPoolInversionFactor`` (Sm). The TB1map holds percent of the nominal flip angle with
+``Units`` "arbitrary", as BIDS recommends (``src/schema/objects/suffixes.yaml``, TB1map: "In
+arbitrary units", values "RECOMMENDED to be represented as percent multiplicative factors");
+:mod:`qt1lib.bids` reads it as percent from its values. The cohort writes no phase images (its
+parts are real and imaginary), so no phase ``Units``.
 """
 
 from __future__ import annotations
@@ -52,18 +56,24 @@ from ..protocols_sir import DORTCH_2018_SIR, SIRProtocol
 from ..sequences.twopool import TISSUES_7T
 from ..validate import require_integer
 from .fields import RigidMotion
-from .simulate import SimulationSettings, SpaceTruth, SubjectImages, draw_subject, simulate_subject
+from .simulate import (
+    SimulationSettings,
+    SpaceTruth,
+    SubjectImages,
+    draw_subject,
+    simulate_subject,
+)
 
 __all__ = [
+    "FORMAT_VERSION",
     "SIR_7T",
     "Cohort",
-    "make_cohort",
     "cohort_settings",
-    "write_subject",
-    "load_truth",
     "load_motion",
+    "load_truth",
+    "make_cohort",
     "subject_label",
-    "FORMAT_VERSION",
+    "write_subject",
 ]
 
 #: SIR protocol of the cohort: the Dortch et al. 2018 optimised timings
@@ -71,7 +81,7 @@ __all__ = [
 SIR_7T = DORTCH_2018_SIR.with_changes(name="Dortch-2018-SIR-7T", field_strength=7.0)
 
 #: Bumped whenever the written layout or the simulation changes meaning.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _PHANTOM = Path("derivatives") / "phantom"
 _OWNED = ("dataset_description.json", "participants.tsv", "participants.json", "README", "derivatives")
@@ -375,8 +385,7 @@ def write_subject(bids_dir: str | Path, images: SubjectImages, settings: Simulat
     common = {
         "RepetitionTimeExcitation": protocol.echo_spacing,
         "RepetitionTimePreparation": protocol.tr_mprage,
-        "NumberShots": protocol.excitations_per_train,
-        "NumberShotsBeforeKSpaceCenter": protocol.n_before,
+        "NumberShots": [protocol.n_before, protocol.n_after],
         "InversionEfficiency": protocol.inversion_efficiency,
         "MagneticFieldStrength": protocol.field_strength,
         "MRAcquisitionType": "3D",
@@ -406,11 +415,11 @@ def write_subject(bids_dir: str | Path, images: SubjectImages, settings: Simulat
             },
             anat / f"{stem}.json",
         )
-    written.append(save_nifti(images.b1_map, fmap / f"{sub}_TB1map.nii.gz", images.grid.affine))
+    written.append(save_nifti(images.b1_map * np.float32(100), fmap / f"{sub}_TB1map.nii.gz", images.grid.affine))
     save_json(
         {
-            "Units": "ratio",
-            "Description": "relative transmit field B1+: actual / nominal flip angle",
+            "Units": "arbitrary",
+            "Description": "transmit field B1+ in percent of nominal: 100 * actual / nominal flip angle",
             "MagneticFieldStrength": protocol.field_strength,
             "IntendedFor": [
                 f"bids::{sub}/anat/{sub}_inv-{k + 1}_part-{part}_MP2RAGE.nii.gz"
