@@ -26,17 +26,19 @@ one acquisition; several (other ``ses``, ``acq``, ``run``, ``echo``) are an erro
 MRI signal is represented in voxel data". Every inversion must have the same parts, one of:
 ``part-real`` + ``part-imag`` (``real + i imag``); ``part-mag`` + ``part-phase``
 (``mag * exp(i phase)``); ``part-mag`` alone, or no ``part`` entity (magnitude only, below).
-Images must hold real numbers: a complex data type is an error naming the file (BIDS splits
-complex data into one real-valued file per part), never a dropped imaginary part. Magnitudes
+Images must hold real numbers: a complex data type is an error naming the file, never a dropped
+imaginary part (BIDS, ``src/modality-specific-files/magnetic-resonance-imaging-data.md``:
+"Complex-valued data MUST be split into one file for each data type"). Magnitudes
 (``part-mag``, and the SIR images) must not be negative.
 
 **Phase units.** BIDS: "Phase images MAY be in radians or in arbitrary units. The sidecar JSON
 file MUST include the "Units" of the phase image. The possible options are "rad" or
 "arbitrary"." ``"rad"``: used as is; values outside ``[-pi, 2 pi]`` (0.01 rad tolerance) are an
-error. ``"arbitrary"``, or no ``Units`` (which BIDS forbids; read the same way, *choice*): values
+error. ``"arbitrary"``, or no ``Units`` (which BIDS forbids; read the same way *(choice)*): values
 inside ``[-pi, 2 pi]`` are radians; integer values beyond are a code of one turn *(choice)*:
-unsigned codes ``0..P-1`` (Siemens stores 0..4095) map to ``2 pi x / P - pi`` in ``[-pi, pi)``,
-signed codes ``-P..P-1`` (Siemens after its DICOM rescale, -4096..4094) to ``pi x / P``, with
+unsigned codes ``0..P-1`` map to ``2 pi x / P - pi`` in ``[-pi, pi)``, signed codes ``-P..P-1``
+to ``pi x / P`` (Siemens phase is a 12-bit code 0..4095, or -4096..4094 after its DICOM rescale
+slope 2, intercept -4096, depending on the converter: assumption from converter practice), with
 ``P`` the smallest power of two that holds the codes (``2^ceil(log2(max + 1))`` unsigned,
 ``2^ceil(log2(max |x|))`` signed); non-integer values beyond are an error. Other ``Units`` are
 an error.
@@ -60,9 +62,9 @@ zero for brain T1s, is positive; UNI stored as integers 0..4095 (max > 1) is map
 ``FlipAngle``, ``RepetitionTimeExcitation`` (the echo spacing; BIDS qMRI appendix: "When
 accessible, the value of EchoSpacing corresponds to this metadata"), ``RepetitionTimePreparation``,
 ``NumberShots``, ``MagneticFieldStrength``, and ``InversionEfficiency`` (fraction of Mz the
-adiabatic pulse inverts; not a BIDS field). ``NumberShots`` is, as BIDS allows, either
-``[before, after]`` ("with first entry corresponding to before and the second to the after"
-the k-space centre; ``after`` counts the centre excitation, Marques' ``NZslices``, i.e.
+adiabatic pulse inverts; not a BIDS field). ``NumberShots`` is, as BIDS allows, either an array
+(qMRI appendix: "a 1X2 array, with first entry corresponding to before and the second to the
+after" the k-space centre; Marques' ``NZslices``, whose ``after`` counts the centre excitation:
 :attr:`MPnRAGEProtocol.n_before` / ``n_after``), or a number N of excitations per train, split
 ``before = N // 2``, ``after = N - N // 2``: the appendix's ``before = N (PF - 0.5)``,
 ``after = N / 2`` with full Fourier (PF = 1); with partial Fourier give the array. The non-BIDS
@@ -82,15 +84,18 @@ sidecar's ``Units``: ``ratio`` (also ``1``, ``fraction``, ``relative``), ``perce
 ``FlipAngle`` of the TB1map sidecar, the nominal angle in degrees; without ``FlipAngle`` an
 error), or ``arbitrary`` (also ``a.u.``) / absent: decided from the values *(choice)*. Then the
 median m of the measured voxels in the head (voxels whose largest inversion magnitude exceeds
-10 % of its 99th percentile; all measured voxels if there are none) means percent if m > 10,
-else ratio; but if the TB1map sidecar has a ``FlipAngle`` and ``m / FlipAngle`` lies in
+10 % of its 99th percentile, an assumption; all measured voxels if there are none) means
+percent if m > 10, else ratio; but if the TB1map sidecar has a ``FlipAngle`` and
+``m / FlipAngle`` lies in
 ``[1/3, 3]``, the map may hold flip angles and the reading is an error that asks for ``Units``
 or ``b1_units``. Whatever the source, a median relative B1+ in the head outside ``[1/3, 3]`` is
 an error naming the unit used *(choice: the scanner's transmit calibration puts it near 1)*.
 Voxels that are not positive or not finite are NaN, "not measured" (zero outside the head is
 common), counted in :attr:`MPnRAGEData.b1_not_measured`; B1-aware estimators give NaN T1 there
 (:meth:`qt1lib.estimate.base.T1Estimator.fit`). With ``resample_b1`` the map is resampled
-trilinearly, so a not-measured voxel makes its neighbours within one B1 voxel NaN.
+trilinearly, and a voxel is measured where every B1 voxel the interpolation weighs is measured:
+the neighbours (within one B1 voxel) of a voxel not measured, and voxels outside the map's field
+of view, are NaN.
 
 **Validation** collects every problem of a subject (missing files or fields, values in the
 wrong unit, shape or affine mismatches between parts, inversions and the B1 map, NaNs,
@@ -107,6 +112,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -939,15 +945,23 @@ def _read_b1(
     data = _data(bids_dir, path, img, problems, finite=False)
     if data is None:
         return None, path, None
-    data = np.where(np.isfinite(data) & (data > 0), data, np.float32(np.nan))
+    measured = np.isfinite(data) & (data > 0)
     if not same_grid:
         from nilearn.image import resample_to_img
 
-        resampled = resample_to_img(
-            nib.Nifti1Image(data, img.affine), ref[1], interpolation="linear", force_resample=True, copy_header=True
-        )
-        data = resampled.get_fdata(dtype=np.float32)
-    measured = np.isfinite(data)
+        def resample(values: np.ndarray) -> np.ndarray:
+            moved = resample_to_img(
+                nib.Nifti1Image(values, img.affine), ref[1], interpolation="linear", force_resample=True, copy_header=True
+            )
+            return moved.get_fdata(dtype=np.float32)
+
+        # a voxel is measured where every B1 voxel that the interpolation weighs is measured
+        # (outside the map's field of view none is)
+        data = resample(np.where(measured, data, np.float32(0)))
+        with warnings.catch_warnings():  # the weights of a 0/1 mask are what is wanted here
+            warnings.filterwarnings("ignore", "Resampling binary images", UserWarning)
+            measured = resample(measured.astype(np.float32)) > 1 - 1e-4
+    data = np.where(measured, data, np.float32(np.nan))
     if not measured.any():
         problems.append(f"{_rel(bids_dir, path)}: no voxel holds a positive B1+ value")
         return None, path, None

@@ -134,6 +134,30 @@ def test_non_positive_or_non_finite_b1_is_not_measured(ds, reference):
     np.testing.assert_allclose(data.b1[~bad], reference[0].b1[~bad], rtol=1e-5)
 
 
+def test_resampled_b1_is_nan_near_unmeasured_voxels_and_outside_the_map(ds, reference):
+    fine = reference[0].affine
+    coarse = fine @ np.diag([2.0, 2.0, 2.0, 1.0])
+    coarse[:3, 3] += 1.3
+    shape = tuple(n // 2 for n in reference[0].b1.shape)
+    idx = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
+    percent = 100 + 0.2 * (idx @ coarse[:3, :3].T + coarse[:3, 3])[..., 0]
+    save_nifti(percent, ds / f"{TB1}.nii.gz", coarse)
+    full = read_mpnrage(ds, "01", resample_b1=True).b1
+    hole = tuple(n // 2 for n in shape)
+    percent[hole] = 0
+    save_nifti(percent, ds / f"{TB1}.nii.gz", coarse)
+    partial = read_mpnrage(ds, "01", resample_b1=True)
+    # fine voxels in coarse-voxel coordinates: measured only where the trilinear stencil lies in the map
+    pts = np.stack(np.meshgrid(*(np.arange(n) for n in full.shape), indexing="ij"), axis=-1)
+    c = (pts @ fine[:3, :3].T + fine[:3, 3] - coarse[:3, 3]) @ np.linalg.inv(coarse[:3, :3]).T
+    inside = np.all((c >= 0) & (c <= np.array(shape) - 1), axis=-1)
+    near = np.all(np.abs(c - np.array(hole)) < 1, axis=-1)
+    np.testing.assert_array_equal(np.isnan(full), ~inside)
+    np.testing.assert_array_equal(np.isnan(partial.b1), ~inside | near)
+    assert partial.b1_not_measured == int((~inside | near).sum()) and near.any()
+    np.testing.assert_array_equal(partial.b1[inside & ~near], full[inside & ~near])
+
+
 @pytest.mark.parametrize("name", ["lut_b1", "map_exact_mp2rage", "map_exact_mp3rage"])
 def test_b1_aware_estimators_give_nan_where_b1_is_not_measured(reference, name):
     data = reference[0]
