@@ -1,7 +1,7 @@
 """Inputs that a scanner or converter writes and the readers once read silently wrong: each, on a
 damaged copy of the smoke cohort, gives the same arrays as the undamaged read (within the
 tolerance its storage allows) or a BIDSValidationError naming the file and the field.
-The rules are in the docstring of qt1lib.bids; the raw cohort passes the official validator."""
+The rules are in the docstring of qt1lib.bids; the raw cohort and its truth pass the official validator."""
 
 from __future__ import annotations
 
@@ -64,11 +64,14 @@ def _raises(call, *words: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ official validator
-def test_raw_cohort_passes_the_official_validator(smoke_cohort):
+@pytest.mark.parametrize("dataset", ["raw", "truth"])
+def test_cohort_and_its_truth_pass_the_official_validator(smoke_cohort, dataset):
+    """Zero errors (warnings allowed) in the raw cohort and in its truth, ``derivatives/phantom``."""
     validator = Path(sys.executable).parent / "bids-validator-deno"
     if not validator.exists():
         pytest.skip(f"bids-validator-deno not installed beside {sys.executable} (pip install bids-validator-deno)")
-    run = subprocess.run([validator, smoke_cohort.bids_dir, "--format", "json"], capture_output=True, text=True, check=False)
+    root = smoke_cohort.bids_dir if dataset == "raw" else smoke_cohort.bids_dir / "derivatives" / "phantom"
+    run = subprocess.run([validator, root, "--format", "json"], capture_output=True, text=True, check=False)
     issues = json.loads(run.stdout)["issues"]["issues"]
     errors = [i for i in issues if i["severity"] == "error"]
     assert errors == [], errors[:5]

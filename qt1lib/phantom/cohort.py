@@ -17,8 +17,13 @@ Layout (DESIGN.md section 3; the same layout :mod:`qt1lib.bids` reads for real d
     derivatives/phantom/sub-01/anat/sub-01[_space-SIR]_desc-R1f_T1map.nii.gz   1/R1f (s)
     derivatives/phantom/sub-01/anat/sub-01[_space-SIR]_desc-PSR_PSRmap.nii.gz
     derivatives/phantom/sub-01/anat/sub-01[_space-SIR]_desc-M0f_PDmap.nii.gz
-    derivatives/phantom/sub-01/anat/sub-01[_space-SIR]_desc-true_TB1map.nii.gz
+    derivatives/phantom/sub-01/fmap/sub-01[_space-SIR]_desc-true_TB1map.nii.gz
     derivatives/phantom/sub-01/anat/sub-01_motion.json  sub-01_tissues.json
+
+Every truth image has a sidecar (``Description``, ``Units``, ``SkullStripped`` false, and
+``SpatialReference``: the raw image whose grid it shares, as a BIDS URI through the ``raw`` entry
+of ``DatasetLinks``), so that ``derivatives/phantom`` is a BIDS derivative dataset the official
+validator accepts; the files BIDS has no name for are listed in its ``.bidsignore``.
 
 No ``space`` entity means the MP3RAGE grid; ``space-SIR`` the SIR grid. The voxel truth maps
 are free-water-weighted over the tissue classes of the voxel (``sum_c f_c M0f_c p_c / sum_c f_c
@@ -81,7 +86,7 @@ __all__ = [
 SIR_7T = DORTCH_2018_SIR.with_changes(name="Dortch-2018-SIR-7T", field_strength=7.0)
 
 #: Bumped whenever the written layout or the simulation changes meaning.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 _PHANTOM = Path("derivatives") / "phantom"
 _OWNED = ("dataset_description.json", "participants.tsv", "participants.json", "README", "derivatives")
@@ -337,9 +342,16 @@ def _write_dataset_files(bids_dir: Path, settings: SimulationSettings, subjects:
             "BIDSVersion": "1.10.0",
             "DatasetType": "derivative",
             "GeneratedBy": generated_by,
+            "DatasetLinks": {"raw": "../../"},  # the cohort's raw data: SpatialReference "bids:raw:..."
         },
         phantom / "dataset_description.json",
     )
+    atomic_write_bytes(phantom / "README", (
+        "Ground truth of the qT1 study book's digital cohort (simulated), on the MP3RAGE grid and, with "
+        "space-SIR, on the SIR grid.\n\n" + _TRUTH_README).encode())
+    # BIDS has no suffix for these: the pool size ratio map, the simulated head motion, the
+    # subject's drawn tissue parameters and the generation record (BIDS 1.10, "The .bidsignore file")
+    atomic_write_bytes(phantom / ".bidsignore", "".join(f"{p}\n" for p in _NOT_BIDS).encode())
     save_tsv(
         pd.DataFrame({"index": [t.label for t in _tissues.ALL], "name": [t.bids_label for t in _tissues.ALL]}),
         phantom / "dseg.tsv",
@@ -356,17 +368,38 @@ def _dseg(fractions: np.ndarray) -> np.ndarray:
     return np.where(fractions.sum(axis=0) >= 0.5, labels, 0).astype(np.uint8)
 
 
-def _write_truth(folder: Path, prefix: str, truth: SpaceTruth, affine: np.ndarray) -> None:
+#: Truth files BIDS has no name for (listed in ``derivatives/phantom/.bidsignore``).
+_NOT_BIDS = ("*_PSRmap.nii.gz", "*_PSRmap.json", "*_motion.json", "*_tissues.json", "parameters.json")
+_TRUTH_README = (
+    "Files BIDS has no name for, listed in .bidsignore: *_desc-PSR_PSRmap (pool size ratio M0m/M0f of the "
+    "two-pool model), *_motion.json (head motion between the MP3RAGE and SIR sessions), *_tissues.json "
+    "(the subject's drawn tissue parameters) and parameters.json (the generation parameters).\n"
+)
+
+
+def _write_truth(folder: Path, fmap: Path, prefix: str, truth: SpaceTruth, affine: np.ndarray, reference: str) -> None:
+    """Write the truth maps of one grid, each with a sidecar; ``reference`` is the raw image whose grid they
+    share (a dataset-relative path, given as ``SpatialReference`` through the ``raw`` dataset link)."""
+    common = {"SkullStripped": False, "SpatialReference": f"bids:raw:{reference}"}
+
+    def write(data: np.ndarray, path: Path, description: str, units: str | None = None) -> None:
+        save_nifti(data, path, affine)
+        save_json({"Description": description, **({"Units": units} if units else {}), **common},
+                  path.with_name(path.name.removesuffix(".nii.gz") + ".json"))
+
     for c, tissue in enumerate(_tissues.ALL):
-        save_nifti(truth.fractions[c], folder / f"{prefix}_label-{tissue.bids_label}_probseg.nii.gz", affine)
-    save_nifti(_dseg(truth.fractions), folder / f"{prefix}_dseg.nii.gz", affine)
+        write(truth.fractions[c], folder / f"{prefix}_label-{tissue.bids_label}_probseg.nii.gz",
+              f"volume fraction of {tissue.name}")
+    write(_dseg(truth.fractions), folder / f"{prefix}_dseg.nii.gz",
+          "label of the largest tissue fraction (dseg.tsv); 0 where the tissue fractions sum below 0.5")
     with np.errstate(divide="ignore"):
         t1 = np.where(truth.r1f > 0, 1.0 / truth.r1f, 0.0)
-    save_nifti(truth.r1f, folder / f"{prefix}_desc-R1f_R1map.nii.gz", affine)
-    save_nifti(t1, folder / f"{prefix}_desc-R1f_T1map.nii.gz", affine)
-    save_nifti(truth.psr, folder / f"{prefix}_desc-PSR_PSRmap.nii.gz", affine)
-    save_nifti(truth.pd, folder / f"{prefix}_desc-M0f_PDmap.nii.gz", affine)
-    save_nifti(truth.b1, folder / f"{prefix}_desc-true_TB1map.nii.gz", affine)
+    write(truth.r1f, folder / f"{prefix}_desc-R1f_R1map.nii.gz", "true R1 of the free pool", "1/s")
+    write(t1, folder / f"{prefix}_desc-R1f_T1map.nii.gz", "true 1/R1f (0 where R1f = 0)", "s")
+    write(truth.psr, folder / f"{prefix}_desc-PSR_PSRmap.nii.gz", "true pool size ratio M0m/M0f")
+    write(truth.pd, folder / f"{prefix}_desc-M0f_PDmap.nii.gz", "true free-pool equilibrium magnetization M0f",
+          "arbitrary")
+    write(truth.b1, fmap / f"{prefix}_desc-true_TB1map.nii.gz", "true relative B1+ (1 = nominal)", "ratio")
 
 
 def write_subject(bids_dir: str | Path, images: SubjectImages, settings: SimulationSettings) -> list[Path]:
@@ -431,8 +464,11 @@ def write_subject(bids_dir: str | Path, images: SubjectImages, settings: Simulat
     )
 
     truth_dir = bids_dir / _PHANTOM / sub / "anat"
-    _write_truth(truth_dir, sub, images.truth, images.grid.affine)
-    _write_truth(truth_dir, f"{sub}_space-SIR", images.sir_truth, images.sir_grid.affine)
+    truth_fmap = bids_dir / _PHANTOM / sub / "fmap"
+    mp_reference = next(p for p in written if p.name.endswith("_MP2RAGE.nii.gz")).relative_to(bids_dir)
+    sir_reference = next(p for p in written if p.name.endswith("_IRT1.nii.gz")).relative_to(bids_dir)
+    _write_truth(truth_dir, truth_fmap, sub, images.truth, images.grid.affine, str(mp_reference))
+    _write_truth(truth_dir, truth_fmap, f"{sub}_space-SIR", images.sir_truth, images.sir_grid.affine, str(sir_reference))
     save_json(images.model.motion.to_dict(), truth_dir / f"{sub}_motion.json")
     model = images.model
     save_json(
@@ -482,7 +518,7 @@ def load_truth(bids_dir: str | Path, subject: str, space: str | None = None) -> 
     prefix = f"sub-{subject}" + ("_space-SIR" if space else "")
 
     def read(name: str) -> nib.Nifti1Image:
-        return nib.load(folder / f"{prefix}_{name}.nii.gz")
+        return nib.load((folder.parent / "fmap" if name.endswith("TB1map") else folder) / f"{prefix}_{name}.nii.gz")
 
     fractions = np.stack(
         [read(f"label-{t.bids_label}_probseg").get_fdata(dtype=np.float32) for t in _tissues.ALL]
