@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -261,6 +262,15 @@ class PipelineConfig:
     signal_threshold : float
         Signal masks: largest magnitude above this many noise standard deviations (5: a
         Rayleigh-distributed background voxel exceeds it with probability exp(-12.5) = 4e-6).
+    segmentation : str or None
+        A user's tissue segmentation, named explicitly (the command line's ``--segmentation``): a
+        BIDS derivative dataset (folder) holding ``sub-<label>/[ses-<label>/]anat/sub-<label>[_...]_dseg.nii[.gz]``
+        on the MP2RAGE grid (or with ``space-SIR``, on the SIR grid), or one such file (for its own
+        subject). Absolute, or relative to the working directory. Its labels are read from the
+        ``dseg.tsv`` that applies to it by BIDS inheritance (names, :func:`qt1lib.tissues.read_dseg_mapping`);
+        without one that maps them, the run stops with an error. None: a ``*_dseg`` under
+        ``<bids_dir>/derivatives/<pipeline>/`` is used when its ``dseg.tsv`` maps its labels, else
+        the automatic segmentation of :mod:`qt1lib.segment` (:mod:`qt1lib.workflow.masks`).
     """
 
     sigma: float | None = None
@@ -277,6 +287,7 @@ class PipelineConfig:
     random_seed: int = 0
     mask_dilation: int = 2
     signal_threshold: float = 5.0
+    segmentation: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("sigma", "sir_sigma", "seed_map_sigma"):
@@ -302,6 +313,10 @@ class PipelineConfig:
         require_number(
             "signal_threshold (noise standard deviations)", self.signal_threshold, low=0, low_inclusive=False
         )
+        if self.segmentation is not None:
+            if not isinstance(self.segmentation, (str, os.PathLike)) or not str(self.segmentation).strip():
+                raise ValueError(f"segmentation must be None or the path of a segmentation, got {self.segmentation!r}")
+            object.__setattr__(self, "segmentation", os.fspath(self.segmentation))
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready."""

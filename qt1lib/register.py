@@ -41,6 +41,7 @@ __all__ = [
     "register_rigid",
     "apply_transform",
     "registration_error",
+    "ants_random_seed",
     "INTERPOLATORS",
 ]
 
@@ -150,7 +151,7 @@ class RigidTransform:
 
 
 @contextlib.contextmanager
-def _ants_random_seed(seed: int):
+def ants_random_seed(seed: int):
     """Set antspyx's random seed (``--random-seed`` of antsRegistration) for the duration of a call."""
     config = _ants().config
     previous = config._random_seed
@@ -197,7 +198,7 @@ def register_rigid(
     fixed_img = to_ants(fixed, fixed_affine)
     moving_img = to_ants(moving, moving_affine)
     mask = None if fixed_mask is None else to_ants((np.asarray(fixed_mask) != 0).astype(np.float32), fixed_affine)
-    with tempfile.TemporaryDirectory(prefix="qt1lib-reg-") as tmp, _ants_random_seed(seed):
+    with tempfile.TemporaryDirectory(prefix="qt1lib-reg-") as tmp, ants_random_seed(seed):
         result = ants.registration(
             fixed=fixed_img,
             moving=moving_img,

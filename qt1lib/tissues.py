@@ -20,7 +20,9 @@ Each :class:`Tissue` carries
 
 Lookups take one spelling each: :func:`by_label`, :func:`by_key`, :func:`by_name`.
 :func:`by_any_name` also accepts the other spellings found in files (BIDS labels, the two-pool
-names) and is meant only for reading existing data, such as :func:`read_dseg_tsv`.
+names, the words of :data:`ALIASES`) and is meant only for reading existing data, such as
+:func:`read_dseg_tsv` (this study's label convention) and :func:`read_dseg_mapping` (any other
+pipeline's labels, mapped to the registry by name).
 
 Dependencies: this module imports :mod:`qt1lib.sequences.twopool` for the values;
 :mod:`qt1lib.sequences` must not import this module (no import cycle).
@@ -29,7 +31,7 @@ Dependencies: this module imports :mod:`qt1lib.sequences.twopool` for the values
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,11 @@ __all__ = [
     "label_names",
     "name_keys",
     "sort_names",
+    "ALIASES",
+    "GREY_MATTER_NAMES",
+    "BACKGROUND_NAMES",
+    "DsegMapping",
+    "read_dseg_mapping",
     "read_dseg_tsv",
 ]
 
@@ -113,7 +120,24 @@ def _fold(text: str) -> str:
     return " ".join(text.replace("_", " ").replace("-", " ").lower().split())
 
 
-_BY_ANY_NAME = {_fold(s): t for t in ALL for s in (t.key, t.name, t.bids_label, t.twopool.name)}
+#: Further spellings of each tissue that other pipelines write in their ``dseg.tsv`` (the words
+#: themselves, British and American; accepted by :func:`by_any_name`).
+ALIASES: dict[Tissue, tuple[str, ...]] = {
+    WM: ("white matter",),
+    SGM: ("subcortical grey matter", "subcortical gray matter", "deep grey matter", "deep gray matter", "deep GM"),
+    CGM: ("cortical grey matter", "cortical gray matter"),
+    CSF: ("cerebrospinal fluid",),
+}
+#: Names of grey matter as one class, not split into subcortical and cortical GM (fMRIPrep and
+#: sMRIPrep write ``1 GM, 2 WM, 3 CSF``, from FSL FAST; SPM's and ANTs' three-class segmentations
+#: likewise): :func:`read_dseg_mapping` lists such labels in :attr:`DsegMapping.grey_matter`.
+GREY_MATTER_NAMES: tuple[str, ...] = ("GM", "grey matter", "gray matter")
+#: Names of the background, which some tables list as index 0.
+BACKGROUND_NAMES: tuple[str, ...] = ("background", "bg", "unknown")
+
+_BY_ANY_NAME = {
+    _fold(s): t for t in ALL for s in (t.key, t.name, t.bids_label, t.twopool.name, *ALIASES[t])
+}
 
 
 def _known(values: Iterable[object]) -> str:
@@ -171,8 +195,10 @@ def by_any_name(spelling: str) -> Tissue:
     """The tissue for any spelling that this project's files use; only for reading existing data.
 
     Accepted, ignoring case, ``_``, ``-`` and repeated spaces: the key (``"sgm"``), the display
-    name (``"subcortical GM"``), the BIDS label (``"sGM"``) and the two-pool name
-    (``"subcortical_GM"``, the key of :data:`~qt1lib.sequences.twopool.TISSUES_7T`).
+    name (``"subcortical GM"``), the BIDS label (``"sGM"``), the two-pool name
+    (``"subcortical_GM"``, the key of :data:`~qt1lib.sequences.twopool.TISSUES_7T`) and the words
+    of :data:`ALIASES` (``"white matter"``). Grey matter as one class (``"GM"``) is not a tissue
+    of the study: :func:`read_dseg_mapping` handles it.
 
     Raises
     ------
@@ -223,11 +249,118 @@ def sort_names(values: Iterable[str]) -> list[str]:
     return known + [v for v in seen if v not in _BY_NAME]
 
 
+@dataclass(frozen=True)
+class DsegMapping:
+    """How the labels of a segmentation map to the registry's tissues, read from its ``dseg.tsv``.
+
+    Attributes
+    ----------
+    path : Path
+        The ``dseg.tsv`` read.
+    tissues : mapping of int to Tissue
+        Segmentation value -> tissue; several values may map to one tissue (e.g. left and right).
+    grey_matter : tuple of int
+        Values of grey matter as one class (:data:`GREY_MATTER_NAMES`), to be split into
+        subcortical and cortical GM by the reader of the image (:func:`qt1lib.segment.apply_dseg_mapping`).
+    background : tuple of int
+        Values named as background (:data:`BACKGROUND_NAMES`); they become 0.
+    """
+
+    path: Path
+    tissues: Mapping[int, Tissue]
+    grey_matter: tuple[int, ...] = ()
+    background: tuple[int, ...] = ()
+
+    @property
+    def indices(self) -> frozenset[int]:
+        """Every value the table names."""
+        return frozenset(self.tissues) | frozenset(self.grey_matter) | frozenset(self.background)
+
+    def describe(self) -> str:
+        """One line: ``"1 GM (split), 2 WM, 3 CSF"``."""
+        items = {**{i: t.name for i, t in self.tissues.items()}, **dict.fromkeys(self.grey_matter, "GM (split)"),
+                 **dict.fromkeys(self.background, "background")}
+        return ", ".join(f"{i} {items[i]}" for i in sorted(items))
+
+
+_GREY_MATTER = {_fold(s) for s in GREY_MATTER_NAMES}
+_BACKGROUND = {_fold(s) for s in BACKGROUND_NAMES}
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows or not {"index", "name"} <= set(rows[0]):
+        raise ValueError(f"{path} must be a tab-separated table with columns 'index' and 'name'")
+    return rows
+
+
+def read_dseg_mapping(path: str | Path) -> DsegMapping:
+    """Read a BIDS ``dseg.tsv`` of any pipeline and map each of its labels to a tissue by name.
+
+    BIDS 1.10 ("Derivatives: Imaging data types: Segmentations: Common image-derived labels") gives
+    ``dseg.tsv`` the columns ``index`` (the value in the image) and ``name``, and optionally
+    ``abbreviation``. Each row's ``name`` is looked up with :func:`by_any_name`, then, if unknown,
+    its ``abbreviation``; a name of :data:`GREY_MATTER_NAMES` marks grey matter as one class and a
+    name of :data:`BACKGROUND_NAMES` the background. Any other name is an error: a label that the
+    study cannot place is never dropped silently.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``dseg.tsv`` file.
+
+    Returns
+    -------
+    DsegMapping
+
+    Raises
+    ------
+    ValueError
+        If the columns are missing, an index is not a non-negative integer or appears twice, or a
+        name is neither a tissue, grey matter nor the background (the message names the file, the
+        row and the accepted names).
+    """
+    path = Path(path)
+    tissues: dict[int, Tissue] = {}
+    grey: list[int] = []
+    background: list[int] = []
+    seen: set[int] = set()
+    for row in _read_rows(path):
+        name = row["name"] or ""
+        try:
+            index = int(row["index"])
+        except (TypeError, ValueError):
+            index = -1
+        if index < 0:
+            raise ValueError(f"{path}: index {row['index']!r} of {name!r} is not a non-negative integer")
+        if index in seen:
+            raise ValueError(f"{path}: index {index} appears twice")
+        seen.add(index)
+        spellings = [s for s in (name, row.get("abbreviation") or "") if s]
+        folded = [_fold(s) for s in spellings]
+        if any(f in _GREY_MATTER for f in folded):
+            grey.append(index)
+        elif any(f in _BACKGROUND for f in folded):
+            background.append(index)
+        elif any(f in _BY_ANY_NAME for f in folded):
+            tissues[index] = next(_BY_ANY_NAME[f] for f in folded if f in _BY_ANY_NAME)
+        else:
+            known = ", ".join(f"{t.name} ({t.key}, {t.bids_label}, {t.twopool.name}, {', '.join(ALIASES[t])})"
+                              for t in ALL)
+            raise ValueError(
+                f"{path}: index {index}: unknown tissue {name!r}; known tissues: {known}; grey matter as one "
+                f"class: {', '.join(GREY_MATTER_NAMES)}; background: {', '.join(BACKGROUND_NAMES)}"
+            )
+    return DsegMapping(path, tissues, tuple(grey), tuple(background))
+
+
 def read_dseg_tsv(path: str | Path) -> dict[int, Tissue]:
-    """Read a BIDS ``dseg.tsv`` (columns ``index`` and ``name``) and check it against the registry.
+    """Read a BIDS ``dseg.tsv`` that follows this study's label convention (:data:`ALL`).
 
     Names may be any spelling of :func:`by_any_name` (a cohort written by :mod:`qt1lib.phantom`
-    uses the BIDS labels ``WM``, ``sGM``, ``cGM``, ``CSF``).
+    uses the BIDS labels ``WM``, ``sGM``, ``cGM``, ``CSF``). Use :func:`read_dseg_mapping` for a
+    table with other labels.
 
     Parameters
     ----------
@@ -242,16 +375,12 @@ def read_dseg_tsv(path: str | Path) -> dict[int, Tissue]:
     Raises
     ------
     ValueError
-        If the columns are missing, a name is not a known tissue, a tissue appears twice, or its
-        index differs from the registry's label (this study's label convention is fixed).
+        If the columns are missing, a name is not a known tissue, a tissue or index appears twice,
+        or an index differs from the registry's label (this study's label convention is fixed).
     """
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    if not rows or not {"index", "name"} <= set(rows[0]):
-        raise ValueError(f"{path} must be a tab-separated table with columns 'index' and 'name'")
     out: dict[int, Tissue] = {}
-    for row in rows:
+    for row in _read_rows(path):
         tissue = by_any_name(row["name"])
         try:
             index = int(row["index"])

@@ -170,7 +170,7 @@ def mp2rage_maps(ws: Workspace, subject: str, estimators: Iterable[str] | None =
     protocol = data.protocol
     names = _requested(estimators, protocol.n_readouts, data.b1 is not None, subject)
     sigma = noise_sigma(ws, np.abs(data.gre), "mp2rage")
-    brain, source = brain_mask(ws, subject, data.gre, data.affine, sigma)
+    brain, source = brain_mask(ws, subject, data.gre, data.affine, sigma, inputs=data.inputs)
     region = estimation_region(brain, ws.config.mask_dilation)
     inputs = [*data.inputs, *source.files, *ws.cohort_inputs()]
     base = {"sigma": sigma, "brain": source.description, "mask_dilation": ws.config.mask_dilation,

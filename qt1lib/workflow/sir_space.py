@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import nibabel as nib
 import numpy as np
 from nibabel.affines import apply_affine
 
@@ -20,7 +19,7 @@ from ..io import load_json, save_json
 from ..register import RigidTransform, apply_transform, register_rigid, registration_error
 from ..store import JSON
 from ..tissues import SCORED
-from .masks import MaskSource, cohort_dseg_file, find_user_derivative, load_on_grid
+from .masks import MaskSource, NativeImages, space_segmentation
 from .mp2rage import MP2RAGEMaps, T1Estimate, estimator_entries, mp2rage_maps
 from .sir import SIRMaps, sir_maps
 from .workspace import DerivativeEntry, Workspace, cached_images
@@ -171,26 +170,16 @@ def rigid_transform(ws: Workspace, mp2: MP2RAGEMaps, sir: SIRMaps) -> RigidTrans
     return RigidTransform(np.asarray(value["FixedToMovingRAS"], dtype=float))
 
 
-def sir_segmentation(ws: Workspace, subject: str, sir: SIRMaps, transform: RigidTransform) -> tuple[np.ndarray, MaskSource]:
-    """Tissue labels on the SIR grid and where they came from (:mod:`qt1lib.workflow.masks`)."""
-    shape, affine = sir.shape, sir.affine
-    if ws.is_simulated:
-        path = cohort_dseg_file(ws, subject, "SIR")
-        return np.asarray(nib.load(path).dataobj).astype(np.int16), MaskSource("cohort segmentation", (path,))
-    user = find_user_derivative(ws.bids_dir, subject, "dseg", space="SIR")
-    if user is not None:
-        dseg = load_on_grid(user, shape, affine, "SIR-space dseg").astype(np.int16)
-        return dseg, MaskSource(str(user.relative_to(ws.bids_dir)), (user,))
-    native = find_user_derivative(ws.bids_dir, subject, "dseg")
-    if native is not None:
-        img = nib.load(native)
-        dseg = resample_to_sir(np.asarray(img.dataobj), img.affine, transform, shape, affine, "label")
-        return dseg, MaskSource(str(native.relative_to(ws.bids_dir)), (native,))
-    raise ValueError(
-        f"sub-{subject}: no tissue segmentation. Provide derivatives/<pipeline>/sub-{subject}/anat/"
-        f"sub-{subject}_space-SIR_dseg.nii.gz (on the SIR grid) or sub-{subject}_dseg.nii.gz (on the MP2RAGE "
-        "grid) with labels 1 WM, 2 subcortical GM, 3 cortical GM (4 CSF, 0 background)"
-    )
+def sir_segmentation(ws: Workspace, mp2: MP2RAGEMaps, sir: SIRMaps, transform: RigidTransform) -> tuple[np.ndarray, MaskSource]:
+    """Tissue labels on the SIR grid and where they came from (:func:`qt1lib.workflow.masks.space_segmentation`)."""
+    subject = mp2.subject
+    native = NativeImages(mp2.brain.shape, mp2.affine, mp2.sigma, mp2.inputs,
+                          lambda: read_mpnrage(ws.bids_dir, subject).gre)
+
+    def to_sir(image: np.ndarray, kind: str) -> np.ndarray:
+        return resample_to_sir(image, mp2.affine, transform, sir.shape, sir.affine, kind)
+
+    return space_segmentation(ws, subject, "SIR", sir.shape, sir.affine, native, to_sir)
 
 
 def sir_space_subject(ws: Workspace, subject: str, estimators: Iterable[str] | None = None) -> SIRSpaceSubject:
@@ -239,7 +228,7 @@ def sir_space_subject(ws: Workspace, subject: str, estimators: Iterable[str] | N
     b1 = None
     if mp2.b1 is not None:
         b1 = resampled(mp2.b1_key, {"b1": DerivativeEntry("TB1map", "measured", "SIR")}, {"b1": mp2.b1})["b1"]
-    dseg, dseg_source = sir_segmentation(ws, subject, sir, transform)
+    dseg, dseg_source = sir_segmentation(ws, mp2, sir, transform)
     true_transform = error = None
     if ws.is_simulated:
         from ..phantom import load_motion
