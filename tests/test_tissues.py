@@ -143,3 +143,45 @@ def test_registry_matches_the_cohorts_dseg_files(cohort):
         for c, t in enumerate(ALL):  # a voxel's label is the tissue with the largest fraction
             sel = dseg == t.label
             np.testing.assert_array_equal(np.argmax(fractions[:, sel], axis=0), c)
+
+
+def test_read_dseg_mapping_maps_other_pipelines_labels_by_name(tmp_path):
+    # fMRIPrep / sMRIPrep (FSL FAST): 1 GM, 2 WM, 3 CSF; grey matter as one class is listed to be split
+    fmriprep = tissues.read_dseg_mapping(_write_tsv(tmp_path / "f.tsv", [("index", "name"), (1, "GM"), (2, "WM"), (3, "CSF")]))
+    assert dict(fmriprep.tissues) == {2: WM, 3: CSF} and fmriprep.grey_matter == (1,) and fmriprep.background == ()
+    assert fmriprep.indices == {1, 2, 3}
+    assert fmriprep.describe() == "1 GM (split), 2 WM, 3 CSF"
+    # long names, the abbreviation column when the name is not a tissue, a background row, several values per tissue
+    rows = [("index", "name", "abbreviation"), (0, "Background", "bg"), (10, "Left white matter", "WM"),
+            (11, "right white matter", "WM"), (20, "Deep gray matter", "DGM"), (30, "Cortical grey matter", "CGM"),
+            (40, "Cerebrospinal fluid", "CSF")]
+    long = tissues.read_dseg_mapping(_write_tsv(tmp_path / "l.tsv", rows))
+    assert dict(long.tissues) == {10: WM, 11: WM, 20: SGM, 30: CGM, 40: CSF} and long.background == (0,)
+    # this study's convention reads the same either way
+    own = _write_tsv(tmp_path / "o.tsv", [("index", "name"), (1, "WM"), (2, "sGM"), (3, "cGM"), (4, "CSF")])
+    assert dict(tissues.read_dseg_mapping(own).tissues) == tissues.read_dseg_tsv(own)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([("index", "name"), (1, "WM"), (5, "Left-Thalamus")], r"index 5: unknown tissue 'Left-Thalamus'.*grey matter as one"),
+        ([("index", "name"), (1, "WM"), (1, "CSF")], "index 1 appears twice"),
+        ([("index", "name"), ("one", "WM")], "not a non-negative integer"),
+        ([("index", "name"), (-1, "WM")], "not a non-negative integer"),
+        ([("label", "name"), (1, "WM")], "columns 'index' and 'name'"),
+    ],
+)
+def test_read_dseg_mapping_refuses_what_it_cannot_place(tmp_path, rows, message):
+    path = _write_tsv(tmp_path / "bad.tsv", rows)
+    with pytest.raises(ValueError, match=message) as err:
+        tissues.read_dseg_mapping(path)
+    assert str(path) in str(err.value)
+
+
+def test_aliases_are_spellings_of_one_tissue_only():
+    for t, words in tissues.ALIASES.items():
+        for w in words:
+            assert tissues.by_any_name(w) is t
+    with pytest.raises(ValueError):
+        tissues.by_any_name("grey matter")  # not a tissue of the study: read_dseg_mapping splits it

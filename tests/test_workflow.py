@@ -258,6 +258,8 @@ def _real_copy(cohort: Path, tmp_path: Path) -> Path:
     dseg = load_truth(cohort / "bids", "01", "SIR")
     save_nifti(dseg["dseg"].astype(np.int16), real / "derivatives" / "manual" / "sub-01" / "anat" / "sub-01_space-SIR_dseg.nii.gz",
                dseg["affine"])
+    # its labels, by name (a user dseg without a dseg.tsv is not used: qt1lib.workflow.masks)
+    (real / "derivatives" / "manual" / "dseg.tsv").write_text("index\tname\n1\tWM\n2\tsGM\n3\tcGM\n4\tCSF\n")
     return real
 
 
