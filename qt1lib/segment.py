@@ -35,7 +35,8 @@ Method
    registration voxel). Cross-correlation beats mutual information for the SyN stage because the
    two contrasts are alike (quick cohort, subject 01: 0.95/0.93/0.95 against 0.89/0.84/0.90
    with mutual information at 40/20/10 iterations); the settings keep a quick-profile subject
-   under a minute on one core (about 50 s measured; ``bench/bench_segment.py``).
+   at about a minute on one core (65-69 s measured on a shared two-core machine,
+   ``bench/bench_segment.py``; 13-19 s at the smoke profile's 4 mm).
 3. **Priors.** The four fractions, averaged over the subject's voxel first
    (:func:`qt1lib.phantom.anatomy.prefiltered_fractions`: a 2 mm voxel holds the tissue of 2 mm,
    not a 1 mm sample), are resampled onto the subject's grid with the transforms (linear).
@@ -56,7 +57,7 @@ Method
 
 On the cohort, whose anatomy is the template itself, the refinement changes little (Dice within
 0.01 of the warped priors'); on a synthetic subject whose boundaries lie one voxel away from the
-prior's it recovers most of the loss (``tests/test_segment.py``).
+prior's it recovers part of the loss (``tests/test_segment.py``).
 
 What the cohort cannot tell
 ---------------------------

@@ -18,7 +18,12 @@ from qt1lib.io import load_json, save_nifti
 from qt1lib.phantom import load_truth, make_cohort
 from qt1lib.tissues import CGM, CSF, SGM, WM, read_dseg_mapping
 from qt1lib.workflow import open_workspace
-from qt1lib.workflow.masks import NativeImages, brain_mask, dseg_tsv_for, native_segmentation
+from qt1lib.workflow.masks import (
+    NativeImages,
+    brain_mask,
+    dseg_tsv_for,
+    native_segmentation,
+)
 from qt1lib.workflow.noise import noise_sigma
 
 #: Dice that the automatic segmentation must reach on the smoke cohort (4 mm voxels). Measured on its four
