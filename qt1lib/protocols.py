@@ -5,7 +5,14 @@ seconds, one adiabatic inversion followed by ``N`` gradient-echo (GRE) readout t
 ``k`` has ``n_before + n_after`` excitations of flip angle ``flip_angles[k]`` spaced by
 ``echo_spacing``; the centre of k-space is acquired by excitation number ``n_before + 1`` at
 ``inversion_times[k]`` after the inversion. ``n_before`` / ``n_after`` follow Marques'
-``NZslices`` convention: ``n_after`` counts the k-space-centre excitation itself.
+``NZslices`` convention: ``n_after`` counts the k-space-centre excitation itself. They are whole
+counts, with one exception for the seed's public code, which splits an odd count in halves
+(225 = 112.5 + 112.5; :data:`SEED_CODE_7T_MP2RAGE_HALF_SPLIT`): the single-pool model evaluates a
+half excitation as the seed code does, the two-pool model refuses it.
+
+The seed's public code models the MP3RAGE acquisition with its first two trains only
+(:data:`SEED_CODE_7T_MP2RAGE`, :meth:`MPnRAGEProtocol.first_trains`): a protocol that drops a
+train, unlike an estimation view, which keeps simulating it.
 
 The MP3RAGE protocol of the seed study (Saunders et al. 2025) has three readouts. An
 *estimation view* (:meth:`MPnRAGEProtocol.view`) chooses which readouts an estimator combines
@@ -28,6 +35,8 @@ __all__ = [
     "MPnRAGEProtocol",
     "SEED_7T_MP3RAGE",
     "SEED_7T_MP2RAGE",
+    "SEED_CODE_7T_MP2RAGE",
+    "SEED_CODE_7T_MP2RAGE_HALF_SPLIT",
     "MARQUES_7T",
     "MARQUES_3T",
     "PROTOCOLS",
@@ -53,7 +62,8 @@ class MPnRAGEProtocol:
     flip_angles : tuple of float
         Nominal flip angle of each readout train (degrees), in (0, 90].
     n_before : int
-        Excitations of each train before the k-space-centre excitation.
+        Excitations of each train before the k-space-centre excitation. A half (``112.5``) only
+        together with a half ``n_after``: the seed code's split of an odd count (module docstring).
     n_after : int
         Excitations of each train from the k-space-centre excitation (included) to its end.
     inversion_efficiency : float
@@ -118,10 +128,19 @@ class MPnRAGEProtocol:
             raise ValueError(
                 f"protocol {self.name!r}: inversion_efficiency must lie in (0, 1], got {self.inversion_efficiency!r}"
             )
+        halves = []
         for name in ("n_before", "n_after"):
             value = getattr(self, name)
-            if not is_integer(value):
+            half = _is_half(value)
+            if not (is_integer(value) or half):
                 raise ValueError(f"protocol {self.name!r}: {name} must be an integer count, got {value!r}")
+            halves.append(half)
+        if halves[0] != halves[1]:
+            raise ValueError(
+                f"protocol {self.name!r}: n_before = {self.n_before!r} and n_after = {self.n_after!r}: a half "
+                "count is accepted only for both, as the halves of an odd count (the seed code's 112.5 + 112.5); "
+                "otherwise n_before and n_after must be integer counts"
+            )
         if self.n_before < 0:
             raise ValueError(f"protocol {self.name!r}: n_before must be >= 0, got {self.n_before}")
         if self.n_after < 1:
@@ -213,6 +232,43 @@ class MPnRAGEProtocol:
         label = name or f"{self.name}-view{''.join(str(r) for r in readouts)}"
         return replace(self, used_readouts=tuple(readouts), name=label)
 
+    def first_trains(self, n: int, name: str | None = None) -> "MPnRAGEProtocol":
+        """The protocol with only its first ``n`` readout trains, ``tr_mprage`` unchanged.
+
+        What the seed's public code does when it keeps two of the three inversion times
+        (``times = [times[0], times[1]]``; :data:`SEED_CODE_7T_MP2RAGE`): the dropped trains are
+        not simulated, and the time they took becomes free recovery before the next inversion.
+        An estimation view (:meth:`view`), by contrast, still simulates every train.
+
+        Parameters
+        ----------
+        n : int
+            Trains kept, 1..``n_readouts``.
+        name : str, optional
+            Name of the new protocol; default ``"<name>-first<n>"``.
+
+        Raises
+        ------
+        ValueError
+            ``n`` is not an integer in 1..``n_readouts``, or the protocol is an estimation view
+            whose ``used_readouts`` need a train that ``n`` drops.
+        """
+        if not is_integer(n) or not 1 <= n <= self.n_readouts:
+            raise ValueError(
+                f"protocol {self.name!r}: first_trains needs n (trains kept), an integer in 1..{self.n_readouts}, got {n!r}"
+            )
+        if self.used_readouts is not None and max(self.used_readouts) > n:
+            raise ValueError(
+                f"protocol {self.name!r} is a view that combines readouts {self.used_readouts}: first_trains({n}) "
+                f"drops readout {max(self.used_readouts)}, which the view needs (used_readouts)"
+            )
+        return replace(
+            self,
+            inversion_times=self.inversion_times[:n],
+            flip_angles=self.flip_angles[:n],
+            name=name or f"{self.name}-first{n}",
+        )
+
     def with_changes(self, **changes) -> "MPnRAGEProtocol":
         """Copy with fields changed (validated again); unknown field names raise ``TypeError``."""
         return replace(self, **changes)
@@ -232,6 +288,15 @@ class MPnRAGEProtocol:
             "used_readouts": list(self.readouts),
             "source": self.source,
         }
+
+
+def _is_half(value: object) -> bool:
+    """Whether ``value`` is a real number ``k + 1/2`` (a half excitation count), e.g. 112.5."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isfinite(v) and v >= 0 and (2 * v).is_integer() and not v.is_integer())
 
 
 # ---------------------------------------------------------------------- published protocols
@@ -259,6 +324,50 @@ SEED_7T_MP3RAGE = MPnRAGEProtocol(
 
 #: MP2RAGE view of the seed protocol: S_12 only, with all three readouts simulated.
 SEED_7T_MP2RAGE = SEED_7T_MP3RAGE.view((1, 2), name="seed-7T-MP2RAGE")
+
+#: The seed's public code's model of the seed MP3RAGE: its first two trains only, TR_MP2RAGE
+#: 8.25 s, flip angles 4 / 4 degrees, 225 excitations per train, efficiency 0.84 (a two-train
+#: MP2RAGE whose third train's time is free recovery: TD_2 = 8.25 - 3.31 - 113 x 0.006 = 4.262 s).
+#:
+#: Source: MASILab/map_t1_mapping at commit 2d6e0860083479f872416dad7afd4532f0ebe11a
+#: (2024-01-04), the last version of its T1-map scripts before commit
+#: 8c49cb3f5b76945b6a6e0e8dff0c2da47cc89e68 (2024-01-18) removed them:
+#: ``scripts/create_t1_map_likelihood.py`` lines 49-54 (``times = [1010, 3310, 5610]``, then
+#: ``times = [times[0], times[1]]``) with the histogram ``counts_100M_s1_2_0.005.npy`` (line 61),
+#: ``scripts/create_t1_map_lut.py`` line 39 and ``scripts/create_t1_map_likelihood_parallel.py``
+#: line 35 (the same truncation); ``src/t1_mapping/mp2rage.py`` lines 123-133 (``MP2RAGE_TR``
+#: 8.25, ``n`` [225], ``eff`` 0.84; TR, flip angles and TIs read from the kept scans' JSON
+#: sidecars); ``src/t1_mapping/utils.py`` lines 12-68 (``gre_signal``: Marques' closed form for
+#: the trains it is given) and 169-173 (``TD[-1] = MP2RAGE_TR - TI_last - n_after TR``: the
+#: full TR with two trains). The code at HEAD (7d5eebf2c72ac86105b5ae70325e4f484d7e1e5e,
+#: ``create_image.py``) models the trains that its ``params.yml`` lists: the ``params.yml`` of commit
+#: 8c49cb3 comments the third train out (lines 6 and 10, ``# - 4`` and ``# - 5.610``; deleted by
+#: commit 33d0e204e9c5b389348b743189f27d36d40869ef), the README of HEAD lists all three.
+#: The code splits n = 225 into 112.5 + 112.5 (``utils.py`` lines 153-156); this protocol uses
+#: the book's 112 + 113 of :data:`SEED_7T_MP3RAGE`, so that it differs from the acquisition in the
+#: trains only; :data:`SEED_CODE_7T_MP2RAGE_HALF_SPLIT` is the code's split.
+SEED_CODE_7T_MP2RAGE = SEED_7T_MP3RAGE.first_trains(2, name="seed-code-7T-MP2RAGE").with_changes(
+    source=(
+        "the seed MP3RAGE (Saunders et al. 2025) as the seed's public code models it: first two trains only "
+        "(MASILab/map_t1_mapping@2d6e086 scripts/create_t1_map_likelihood.py l. 54, create_t1_map_lut.py l. 39; "
+        "src/t1_mapping/mp2rage.py l. 123-133; src/t1_mapping/utils.py l. 12-68, 169-173); "
+        "225 excitations split 112 / 113 (assumption, as SEED_7T_MP3RAGE)"
+    )
+)
+
+#: :data:`SEED_CODE_7T_MP2RAGE` with the seed code's split of n = 225 into 112.5 excitations before
+#: and 112.5 from the k-space centre (``n/2`` in ``acq_to_eqn_params``, MASILab/map_t1_mapping@2d6e086
+#: ``src/t1_mapping/utils.py`` lines 153-156, evaluated with ``np.float_power`` in ``gre_signal``).
+#: Single-pool models only.
+SEED_CODE_7T_MP2RAGE_HALF_SPLIT = SEED_CODE_7T_MP2RAGE.with_changes(
+    name="seed-code-7T-MP2RAGE-half-split",
+    n_before=112.5,
+    n_after=112.5,
+    source=(
+        "as seed-code-7T-MP2RAGE, with the code's split 112.5 / 112.5 of the 225 excitations "
+        "(MASILab/map_t1_mapping@2d6e086 src/t1_mapping/utils.py l. 153-156)"
+    ),
+)
 
 #: Marques' 7T demonstration protocol (JosePMarques/MP2RAGE-related-scripts, DemoForT1Estimation /
 #: T1estimateMP2RAGE: B0 7 T, TR_MP2RAGE 6 s, TRFLASH 6.7 ms, TIs 0.8 / 2.7 s, NZslices [35 72],
@@ -297,7 +406,8 @@ MARQUES_3T = MPnRAGEProtocol(
 )
 
 PROTOCOLS: dict[str, MPnRAGEProtocol] = {
-    p.name: p for p in (SEED_7T_MP3RAGE, SEED_7T_MP2RAGE, MARQUES_7T, MARQUES_3T)
+    p.name: p
+    for p in (SEED_7T_MP3RAGE, SEED_7T_MP2RAGE, SEED_CODE_7T_MP2RAGE, SEED_CODE_7T_MP2RAGE_HALF_SPLIT, MARQUES_7T, MARQUES_3T)
 }
 
 

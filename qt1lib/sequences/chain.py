@@ -64,10 +64,25 @@ class AffineMap:
         b = (other.A @ self.b[..., None])[..., 0] + other.b
         return AffineMap(A, b)
 
-    def power(self, n: int) -> "AffineMap":
-        """The map applied ``n`` times (``n >= 0``), by binary exponentiation (log2(n) products)."""
-        if n < 0 or int(n) != n:
-            raise ValueError(f"power of an affine map needs a non-negative integer, got {n!r}")
+    def power(self, n: float) -> "AffineMap":
+        """The map applied ``n`` times (``n >= 0``).
+
+        A whole ``n``: binary exponentiation (log2(n) products). A fractional ``n`` (the seed
+        code's half excitations, :data:`qt1lib.protocols.SEED_CODE_7T_MP2RAGE_HALF_SPLIT`) only for a
+        one-dimensional map ``m -> a m + b`` with ``a > 0``: ``m -> a^n m + b (1 - a^n) / (1 - a)``,
+        the continuation of the whole powers that ``np.float_power`` gives in the seed code's closed
+        form (MASILab/map_t1_mapping ``src/t1_mapping/utils.py``, ``gre_signal``).
+
+        Raises
+        ------
+        ValueError
+            ``n`` negative or not finite; a fractional ``n`` for a map of dimension > 1 (the
+            two-pool model) or with ``a <= 0``.
+        """
+        if not np.isfinite(n) or n < 0:
+            raise ValueError(f"power of an affine map needs a non-negative number, got {n!r}")
+        if int(n) != n:
+            return self._fractional_power(float(n))
         n = int(n)
         batch = np.broadcast_shapes(self.A.shape[:-2], self.b.shape[:-1])
         result = AffineMap.identity(self.dim, batch)
@@ -79,6 +94,20 @@ class AffineMap:
             if n:
                 base = base.then(base)
         return result
+
+    def _fractional_power(self, n: float) -> "AffineMap":
+        if self.dim != 1:
+            raise ValueError(
+                f"a fractional power ({n!r}) of a {self.dim}-dimensional affine map is not defined: half "
+                "excitations (the seed code's split of an odd count) need the single-pool model"
+            )
+        a, b = self.A[..., 0, 0], self.b[..., 0]
+        if np.any(a <= 0):
+            raise ValueError(f"a fractional power ({n!r}) of m -> a m + b needs a > 0 (e.g. flip angles below 90 degrees)")
+        an = a**n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            geometric = np.where(a == 1.0, n, (1.0 - an) / (1.0 - a))  # sum of a^k, k < n, continued to real n
+        return AffineMap.scalar(an, b * geometric)
 
     def apply(self, m: np.ndarray) -> np.ndarray:
         """Image of the state ``m`` (shape ``(..., d)``)."""

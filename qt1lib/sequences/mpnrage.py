@@ -11,7 +11,9 @@ of the longitudinal magnetisation (:mod:`qt1lib.sequences.chain`):
 
 and the steady state is the fixed point of the whole period. The pool physics (what an
 excitation, a relaxation and an inversion do) is supplied by a *pool model*: :class:`SinglePool`
-here, the two-pool model with exchange in :mod:`qt1lib.sequences.twopool`.
+here, the two-pool model with exchange in :mod:`qt1lib.sequences.twopool`. Half excitation
+counts (the seed code's ``112.5 + 112.5``) are fractional powers of the single-pool step
+(:meth:`~qt1lib.sequences.chain.AffineMap.power`); the two-pool model refuses them.
 
 Signals are in units of the equilibrium magnetisation (M0 = 1), real, before any receive
 field, phase or noise.
