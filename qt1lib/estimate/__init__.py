@@ -4,8 +4,11 @@ Every T1 estimator of MPnRAGE data follows one contract, :class:`T1Estimator`, a
 name from one registry (:func:`make_estimator`; :mod:`qt1lib.estimate.base`). Importing this
 package registers the built-in estimators: ``lut``, ``lut_b1``
 (:mod:`~qt1lib.estimate.lut_estimators`), ``map_seed_mp2rage``, ``map_seed_mp3rage``
-(:mod:`~qt1lib.estimate.seed_map_estimators`) and the five exact MAPs
-(:mod:`~qt1lib.estimate.exact_map_estimators`). The B1+ sensitivity of the estimators is
+(:mod:`~qt1lib.estimate.seed_map_estimators`), the five exact MAPs
+(:mod:`~qt1lib.estimate.exact_map_estimators`) and three that read the seed's acquisition with the
+seed's public code's two-train model, ``lut_seed_code``, ``lut_b1_seed_code``
+(:mod:`~qt1lib.estimate.seed_code_lut_estimators`) and ``map_seed_code_mp2rage``
+(:mod:`~qt1lib.estimate.seed_code_map_estimators`; :mod:`~qt1lib.estimate.seed_code`). The B1+ sensitivity of the estimators is
 :mod:`qt1lib.estimate.b1_sensitivity` (the module: import its functions from it).
 """
 
@@ -28,6 +31,7 @@ from .map import ExactMAPModel, SeedMAPModel, exact_log_likelihood, map_t1_exact
 
 # the built-in estimators register themselves on import, in this order
 from . import lut_estimators, seed_map_estimators, exact_map_estimators  # noqa: E402, F401  isort: skip
+from . import seed_code_lut_estimators, seed_code_map_estimators  # noqa: E402, F401  isort: skip
 from . import b1_sensitivity  # noqa: E402, F401  the module (b1_sensitivity, b1_error_grid, noise_free_reading)
 from .performance import PERFORMANCE_ESTIMATORS, simulate_data, simulate_estimator_performance  # noqa: E402  isort: skip
 from .seed_map_estimators import seed_map_model  # noqa: E402  isort: skip

@@ -32,7 +32,9 @@ with :func:`register_estimator` and import the file in :mod:`qt1lib.estimate`.
 
 Conventions shared by every estimator: the protocol is renamed ``"acquisition"`` (source ``""``,
 and any estimation view dropped) before use, so that the dictionaries and histograms cached per protocol are shared by subjects
-whose sidecars describe the same acquisition under other names; a noise level of 0 (noise-free
+whose sidecars describe the same acquisition under other names (an estimator with a fixed model of
+its own, :mod:`qt1lib.estimate.seed_code`, uses that model instead and records both in
+:meth:`T1Estimator.parameters`); a noise level of 0 (noise-free
 data) is replaced by :data:`NOISE_FREE_SIGMA`; B1+ maps are clipped into the dictionaries' grid
 :data:`qt1lib.estimate.lut.DEFAULT_B1_GRID`, and a voxel whose B1+ is NaN (not measured) gives NaN
 in every B1-aware estimator.
