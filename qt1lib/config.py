@@ -50,6 +50,8 @@ __all__ = [
     "PROFILES",
     "VOXEL_SIZES",
     "REGISTRATION_CONTRASTS",
+    "SELECT_ENTITIES",
+    "B1_UNITS",
     "CohortConfig",
     "PipelineConfig",
     "StudyConfig",
@@ -75,6 +77,13 @@ VOXEL_SIZES: dict[str, dict[str, tuple[float, float, float]]] = {
 
 #: Contrasts of the rigid registration (:attr:`PipelineConfig.registration_contrast`).
 REGISTRATION_CONTRASTS: tuple[str, ...] = ("inv2", "t1")
+
+#: BIDS entities that pick one acquisition of a subject (:attr:`PipelineConfig.select`).
+SELECT_ENTITIES: tuple[str, ...] = ("ses", "acq", "run", "echo")
+
+#: Units of a TB1map's values the readers know (:data:`qt1lib.bids.B1_UNITS`, repeated so that this
+#: module does not import the readers; tests/test_config.py checks that they agree).
+B1_UNITS: tuple[str, ...] = ("ratio", "percent", "degrees")
 
 # The seed MAP's defaults, as :mod:`qt1lib.estimate.map` defines them (``SEED_N_BINS``,
 # ``SEED_LIKELIHOOD_THRESHOLD``; MASILab/map_t1_mapping). Repeated here so that this module does
@@ -271,6 +280,39 @@ class PipelineConfig:
         without one that maps them, the run stops with an error. None: a ``*_dseg`` under
         ``<bids_dir>/derivatives/<pipeline>/`` is used when its ``dseg.tsv`` maps its labels, else
         the automatic segmentation of :mod:`qt1lib.segment` (:mod:`qt1lib.workflow.masks`).
+
+    The reader settings below decide how the BIDS readers (:func:`qt1lib.bids.read_mpnrage`,
+    :func:`qt1lib.bids.read_sir`) read a dataset; every step reads through them
+    (:meth:`qt1lib.workflow.workspace.Workspace.read_mpnrage`) and keys its results by them.
+    None (the default) leaves the sidecars' values and the readers' rules in force.
+
+    select : tuple of (str, str)
+        BIDS entities the images must have when a subject has several acquisitions: any of
+        ``ses``, ``acq``, ``run``, ``echo``, labels without their prefix. Give a mapping
+        (``{"ses": "2", "run": "1"}``) or pairs; kept as sorted pairs (immutable, picklable);
+        :meth:`reader_select` gives the mapping. Empty: every image (the readers then refuse
+        several acquisitions).
+    inversion_efficiency : float or None
+        ``InversionEfficiency`` of the MP2RAGE inversions when their sidecars lack it (the
+        fraction of Mz the adiabatic pulse inverts, in (0, 1]; not a BIDS field). No default:
+        a scanner-specific value (e.g. 0.96, Marques et al. 2010; 0.84, the seed's
+        MASILab/map_t1_mapping ``scripts/params.yml``) the user must know.
+    number_shots : int, pair of int, or None
+        ``NumberShots`` when the sidecars lack it: excitations per readout train, or
+        ``(before, after)`` the k-space centre (BIDS qMRI appendix, "NumberShots metadata field").
+    echo_spacing : float or None
+        ``RepetitionTimeExcitation`` (s) when the sidecars lack it: the time between the
+        excitations of a readout train (BIDS qMRI appendix: the echo spacing).
+    bound_pool_inversion_factor : float or None
+        ``BoundPoolInversionFactor`` (Sm) of the SIR images when their sidecars lack it: the
+        bound pool's longitudinal magnetisation after the selective inversion, relative to
+        before (in [-1, 1]; not a BIDS field; e.g. about 0.8 for a short hard pulse, Gochberg &
+        Gore 2007, MRM 57:437).
+    b1_units : {None, "ratio", "percent", "degrees"}
+        Unit of the TB1map values, overriding its sidecar's ``Units`` (:data:`qt1lib.bids.B1_UNITS`).
+    resample_b1 : bool
+        Resample a B1+ map on another grid onto the MP2RAGE grid (trilinear) instead of
+        refusing it.
     """
 
     sigma: float | None = None
@@ -288,8 +330,16 @@ class PipelineConfig:
     mask_dilation: int = 2
     signal_threshold: float = 5.0
     segmentation: str | None = None
+    select: tuple[tuple[str, str], ...] = ()
+    inversion_efficiency: float | None = None
+    number_shots: int | tuple[int, int] | None = None
+    echo_spacing: float | None = None
+    bound_pool_inversion_factor: float | None = None
+    b1_units: str | None = None
+    resample_b1: bool = False
 
     def __post_init__(self) -> None:
+        self._check_reader_settings()
         for name in ("sigma", "sir_sigma", "seed_map_sigma"):
             v = getattr(self, name)
             if v is not None:
@@ -318,9 +368,69 @@ class PipelineConfig:
                 raise ValueError(f"segmentation must be None or the path of a segmentation, got {self.segmentation!r}")
             object.__setattr__(self, "segmentation", os.fspath(self.segmentation))
 
+    def _check_reader_settings(self) -> None:
+        try:
+            pairs = dict(self.select)
+        except (TypeError, ValueError):
+            raise ValueError(f"select must map BIDS entities to labels, got {self.select!r}") from None
+        select = {}
+        for key, value in sorted(pairs.items()):
+            if key not in SELECT_ENTITIES:
+                raise ValueError(f"select: entity {key!r} is not one of {SELECT_ENTITIES}")
+            label = str(value)
+            if isinstance(value, bool) or not label.isalnum():
+                raise ValueError(f"select: the {key} label must be alphanumeric (without '{key}-'), got {value!r}")
+            select[key] = label
+        object.__setattr__(self, "select", tuple(select.items()))
+        if self.inversion_efficiency is not None:
+            require_number("inversion_efficiency (fraction of Mz inverted)", self.inversion_efficiency,
+                           low=0, low_inclusive=False, high=1)
+        if self.number_shots is not None:
+            shots = self.number_shots
+            if is_finite_number(shots):
+                object.__setattr__(self, "number_shots", require_integer("number_shots", shots, 1, integral_floats=True))
+            elif isinstance(shots, (list, tuple)) and len(shots) == 2:
+                pair = tuple(require_integer("number_shots (before, after)", v, 0, integral_floats=True) for v in shots)
+                if pair[1] < 1:
+                    raise ValueError(f"number_shots (before, after): after counts the centre excitation, >= 1; got {shots!r}")
+                object.__setattr__(self, "number_shots", pair)
+            else:
+                raise ValueError(f"number_shots must be an integer or a pair (before, after), got {shots!r}")
+        if self.echo_spacing is not None:
+            require_number("echo_spacing (s)", self.echo_spacing, low=0, low_inclusive=False, high=1)
+        if self.bound_pool_inversion_factor is not None:
+            require_number("bound_pool_inversion_factor", self.bound_pool_inversion_factor, low=-1, high=1)
+        if self.b1_units is not None and self.b1_units not in B1_UNITS:
+            raise ValueError(f"b1_units must be None or one of {B1_UNITS}, got {self.b1_units!r}")
+        if not isinstance(self.resample_b1, bool):
+            raise ValueError(f"resample_b1 must be True or False, got {self.resample_b1!r}")
+
+    def reader_select(self) -> dict[str, str]:
+        """The entities of :attr:`select` as the readers' ``select`` mapping."""
+        return dict(self.select)
+
+    def reader_defaults(self) -> dict[str, Any]:
+        """The sidecar fields given here, as the readers' ``defaults`` (sidecars take precedence)."""
+        values = {
+            "InversionEfficiency": self.inversion_efficiency,
+            "NumberShots": list(self.number_shots) if isinstance(self.number_shots, tuple) else self.number_shots,
+            "RepetitionTimeExcitation": self.echo_spacing,
+            "BoundPoolInversionFactor": self.bound_pool_inversion_factor,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    def reader_settings(self) -> dict[str, Any]:
+        """Every reader setting, JSON-ready: what the steps that read the dataset put in their store keys."""
+        return {"select": self.reader_select(), "defaults": self.reader_defaults(), "b1_units": self.b1_units,
+                "resample_b1": self.resample_b1}
+
     def to_dict(self) -> dict[str, Any]:
-        """Every field, JSON-ready."""
-        return asdict(self)
+        """Every field, JSON-ready (``select`` a dict, ``number_shots`` a list when a pair)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["select"] = self.reader_select()
+        if isinstance(self.number_shots, tuple):
+            out["number_shots"] = list(self.number_shots)
+        return out
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PipelineConfig:

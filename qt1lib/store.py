@@ -17,7 +17,12 @@ An entry is a folder ``<root>/<step>/<key>/`` holding the value's files (written
 :class:`Codec`) and ``manifest.json``. It is written in a private temporary folder and committed
 by one atomic ``rename``: a process killed at any point of a write leaves either nothing or a
 temporary folder that no lookup reads (it is removed by the next write of any entry), never a
-half-written entry. The manifest records the size and SHA-256 of every file; a committed entry
+half-written entry. Several processes, on one machine or on the nodes of a cluster that share
+the store's file system (dask workers), may compute and commit the same entry at once: the first
+rename wins, the others find the committed entry and drop their copy (entries are immutable and
+their content is fixed by their key). A temporary folder is named after its host and process, so
+that a process removes only the leftovers of dead processes of its own host (and anyone's after
+six hours), never the folder another node is writing. The manifest records the size and SHA-256 of every file; a committed entry
 whose files differ from it or no longer read (a damaged file) is removed with a warning and
 recomputed.
 
@@ -33,6 +38,7 @@ import json
 import os
 import pickle
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -66,6 +72,8 @@ PACKAGE = "qt1lib"
 MANIFEST = "manifest.json"
 _TMP = ".tmp"
 _SCRATCH = ".scratch"
+#: This machine's name, in the names of the temporary folders its processes write.
+_HOST = socket.gethostname().replace("@", "_") or "localhost"
 
 
 # ============================================================================ digests
@@ -417,7 +425,7 @@ class Store:
         tmp_root = self.root / _TMP
         tmp_root.mkdir(parents=True, exist_ok=True)
         self._sweep(tmp_root)
-        tmp = tmp_root / f"{os.getpid()}-{uuid.uuid4().hex}"
+        tmp = tmp_root / f"{_HOST}@{os.getpid()}@{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
             codec.write(value, tmp)
@@ -444,8 +452,10 @@ class Store:
                     return value
             try:
                 os.rename(tmp, final)
-            except OSError:  # another process committed the same key meanwhile
+            except OSError:  # another process committed the same key meanwhile: keep its entry
                 shutil.rmtree(tmp, ignore_errors=True)
+                if not (final / MANIFEST).is_file():
+                    raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -453,11 +463,12 @@ class Store:
 
     @staticmethod
     def _sweep(tmp_root: Path, older_than_s: float = 6 * 3600) -> None:
-        """Remove temporary folders of writes that died (their process is gone, or they are old)."""
+        """Remove temporary folders of writes that died: of this host's processes that are gone, or
+        older than ``older_than_s`` (any host's; another host's processes cannot be asked)."""
         now = time.time()
         for tmp in tmp_root.iterdir():
-            pid = tmp.name.split("-", 1)[0]
-            alive = pid.isdigit() and _pid_alive(int(pid))
+            host, pid = _tmp_owner(tmp.name)
+            alive = host != _HOST or (pid is not None and _pid_alive(pid))
             try:
                 stale = now - tmp.stat().st_mtime > older_than_s
             except FileNotFoundError:
@@ -534,6 +545,16 @@ class Store:
         folder = self.root / _SCRATCH / step / key
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+
+def _tmp_owner(name: str) -> tuple[str, int | None]:
+    """Host and process id of a temporary folder's writer (``<host>@<pid>@<uuid>``; the older
+    ``<pid>-<uuid>`` names were this host's)."""
+    if name.count("@") >= 2:
+        host, pid, _ = name.rsplit("@", 2)
+    else:
+        host, pid = _HOST, name.split("-", 1)[0]
+    return host, int(pid) if pid.isdigit() else None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -78,12 +78,32 @@ def test_seed_map_defaults_match_the_estimators():
     "bad",
     [{"sigma": 0.0}, {"sigma": math.inf}, {"seed_map_trials": 0}, {"seed_map_bins": True}, {"registration_bins": 4},
      {"seed_likelihood_threshold": 1.5}, {"b1_sd": -0.1}, {"scale_prior": "uniform"}, {"calibration_input": "magic"},
-     {"registration_contrast": "t2"}, {"signal_threshold": 0}, {"mask_dilation": -1}],
+     {"registration_contrast": "t2"}, {"signal_threshold": 0}, {"mask_dilation": -1},
+     {"select": {"sub": "01"}}, {"select": {"run": "1_2"}}, {"select": "run-1"}, {"inversion_efficiency": 1.2},
+     {"number_shots": 0}, {"number_shots": (3, 0)}, {"number_shots": (1, 2, 3)}, {"echo_spacing": 6.0},
+     {"bound_pool_inversion_factor": 1.5}, {"b1_units": "tesla"}, {"resample_b1": "yes"}],
 )
 def test_pipeline_config_rejects_invalid_values(bad):
     name = next(iter(bad))
     with pytest.raises(ValueError, match=name):
         PipelineConfig(**bad)
+
+
+def test_reader_settings_are_normalised_and_round_trip():
+    from qt1lib.bids import B1_UNITS
+
+    assert config.B1_UNITS == B1_UNITS
+    c = PipelineConfig(select={"run": 1, "ses": "A"}, number_shots=[112, 113], inversion_efficiency=0.84,
+                       echo_spacing=0.006, b1_units="percent")
+    assert c.select == (("run", "1"), ("ses", "A")) and c.reader_select() == {"run": "1", "ses": "A"}
+    assert c.reader_defaults() == {"InversionEfficiency": 0.84, "NumberShots": [112, 113],
+                                   "RepetitionTimeExcitation": 0.006}
+    assert c.reader_settings() == {"select": {"run": "1", "ses": "A"}, "defaults": c.reader_defaults(),
+                                   "b1_units": "percent", "resample_b1": False}
+    assert PipelineConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert hash(c) == hash(PipelineConfig.from_dict(c.to_dict()))  # hashable, so it keys caches
+    assert PipelineConfig(number_shots=176.0).number_shots == 176
+    assert PipelineConfig().reader_settings() == {"select": {}, "defaults": {}, "b1_units": None, "resample_b1": False}
 
 
 def test_calibration_input_is_a_registered_estimator():

@@ -24,7 +24,7 @@ from qt1lib.workflow import (
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("decomposition")
-    return open_workspace(root / "bids", root / "work", cohort={"profile": "smoke", "n_subjects": 1}, progress=False)
+    return open_workspace(None, root, cohort={"profile": "smoke", "n_subjects": 1}, progress=False)
 
 
 @pytest.mark.slow

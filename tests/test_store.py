@@ -183,3 +183,68 @@ def test_untouched_copy_of_the_package_gives_the_same_key_and_an_edit_changes_it
     target.write_text(target.read_text() + "\n_EDITED = 1\n")
     lut_key, map_key = keys(copy)
     assert lut_key == original[0] and map_key != original[1]
+
+
+_RACER = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np
+    from qt1lib.store import ARRAYS, Store
+
+    start = float(sys.argv[2])
+    time.sleep(max(0.0, start - time.time()))  # every racer starts at the same moment
+
+    def compute():
+        time.sleep(0.3)  # all racers are computing when the first commits
+        return {"a": np.arange(1000, dtype=np.float64)}
+
+    s = Store(sys.argv[1])
+    value = s.get_or_compute("shared", {"protocol": "seed"}, compute, ARRAYS)
+    print(json.dumps([float(value["a"].sum()), [e.outcome for e in s.events]]))
+    """
+)
+
+
+def test_concurrent_identical_commits_leave_one_sound_entry(tmp_path):
+    """Worker processes that compute the same entry at once (a protocol's histogram shared by participants)
+    all succeed, and one entry remains, sound, with no temporary folder left behind."""
+    root = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start = str(time.time() + 3.0)
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(root), start], stdout=subprocess.PIPE, text=True,
+                              env=env) for _ in range(4)]
+    outputs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert [o[0] for o in outputs] == [float(np.arange(1000).sum())] * 4
+    assert sum(o[1] == ["miss"] for o in outputs) >= 2  # they really raced (else the test proves nothing)
+    store = Store(root)
+    key = store.key("shared", {"protocol": "seed"})
+    assert [p.name for p in (root / "shared").iterdir()] == [key]
+    ok, value = store.get("shared", key, ARRAYS)
+    assert ok and np.array_equal(value["a"], np.arange(1000))
+    assert not any((root / ".tmp").iterdir())
+
+
+def test_a_commit_that_loses_the_race_keeps_the_winners_entry(tmp_path, monkeypatch):
+    winner, loser = Store(tmp_path), Store(tmp_path)
+    winner.put("s", "k", {"v": 1}, JSON)
+    manifest = (winner.entry("s", "k") / "manifest.json").read_bytes()
+    # the loser looked before the winner's rename (no entry), then renames onto the committed entry
+    monkeypatch.setattr(Path, "exists", lambda self: False if self == loser.entry("s", "k") else os.path.exists(self))
+    assert loser.put("s", "k", {"v": 1}, JSON) == {"v": 1}
+    assert (winner.entry("s", "k") / "manifest.json").read_bytes() == manifest
+    assert not any((tmp_path / ".tmp").iterdir())
+
+
+def test_sweep_removes_dead_writes_of_this_host_only(tmp_path):
+    from qt1lib.store import _HOST
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    tmp = tmp_path / ".tmp"
+    names = {"other": f"node-17@{dead.pid}@abc", "mine": f"{_HOST}@{dead.pid}@def", "legacy": f"{dead.pid}-0123",
+             "alive": f"{_HOST}@{os.getpid()}@ghi"}
+    for name in names.values():
+        (tmp / name).mkdir(parents=True)
+    Store(tmp_path).put("s", "k", {"v": 1}, JSON)  # a write sweeps the temporary folders
+    assert sorted(p.name for p in tmp.iterdir()) == sorted([names["other"], names["alive"]])

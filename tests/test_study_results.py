@@ -217,7 +217,7 @@ def test_network_beats_no_calibration_and_global_line_on_held_out_subjects(tmp_p
     ResNet-18 on held-out subjects is below that of no calibration and of the global linear fit."""
     p = notebook_parameters(CH06, "quick")
     study_config = StudyConfig.from_parameters(p)
-    ws = open_workspace(tmp_path / "bids", tmp_path, study_config.pipeline, cohort=study_config.cohort, progress=False)
+    ws = open_workspace(None, tmp_path, study_config.pipeline, cohort=study_config.cohort, progress=False)
     subjects = calibration_subjects(ws)
     threads = torch.get_num_threads()
     torch.set_num_threads(p["threads"] or threads)  # as the chapter runs it

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from qt1lib import tissues
+from qt1lib.bids import BIDSValidationError
 from qt1lib.config import PipelineConfig
 from qt1lib.estimate.base import DEFAULT_ESTIMATORS, T1Estimator, estimator_class
 from qt1lib.io import load_json, save_json, save_nifti
@@ -42,12 +43,12 @@ SMOKE2 = {"profile": "smoke", "seed": 0, "n_subjects": 2}
 def cohort(tmp_path_factory) -> Path:
     """Two subjects of the smoke cohort (noisy, two-pool, with motion) and their work folder."""
     root = tmp_path_factory.mktemp("workflow")
-    open_workspace(root / "bids", root / "work", cohort=SMOKE2, progress=False)
+    open_workspace(None, root, cohort=SMOKE2, progress=False)  # the embedded cohort: root/bids, store root/store
     return root
 
 
 def _ws(root: Path, config: PipelineConfig | None = None):
-    return open_workspace(root / "bids", root / "work", config, cohort=SMOKE2, progress=False)
+    return open_workspace(None, root, config, cohort=SMOKE2, progress=False)
 
 
 def _count_fits(monkeypatch) -> list[str]:
@@ -81,21 +82,87 @@ def test_workspace_reuses_the_cohort_and_refuses_foreign_data(cohort, tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "dataset_description.json").write_text("{}")
-    with pytest.raises(ValueError, match="not the digital cohort"):
+    with pytest.raises(ValueError, match="only to the embedded cohort"):
         open_workspace(foreign, cohort={"snr": 10.0})
+
+
+def test_a_path_is_used_as_it_is_and_never_simulated(cohort, tmp_path):
+    missing = tmp_path / "typo"
+    with pytest.raises(BIDSValidationError, match="typo: the BIDS dataset does not exist"):
+        open_workspace(missing, tmp_path / "work", progress=False)
+    assert not missing.exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(BIDSValidationError, match="not a directory"):
+        open_workspace(tmp_path / "file", progress=False)
+    with pytest.raises(ValueError, match="needs a work_dir"):
+        open_workspace(None)
+    # a cohort given by path (qt1-cohort's): its truth is used, its files are never regenerated
+    copy = tmp_path / "copy"
+    shutil.copytree(cohort / "bids", copy)
+    image = next((copy / "sub-01" / "anat").glob("*inv-2_part-imag_MP2RAGE.nii.gz"))
+    img = nib.load(image)
+    save_nifti(np.asarray(img.dataobj) * 1.001, image, img.affine)  # a changed raw file
+    edited = image.read_bytes()
+    ws = open_workspace(copy, tmp_path / "work", progress=False)
+    assert ws.is_simulated and ws.cohort["noise_sigma"] > 0 and image.read_bytes() == edited
+    assert [e.step for e in ws.store.events] == []  # no cohort lookup: nothing generated
+    with pytest.raises(ValueError, match="only to the embedded cohort"):
+        open_workspace(copy, tmp_path / "work", cohort={"profile": "smoke"}, progress=False)
+    (copy / "derivatives" / "phantom" / "parameters.json").unlink()
+    with pytest.raises(BIDSValidationError, match="incomplete digital cohort"):
+        open_workspace(copy, tmp_path / "work", progress=False)
+    # the embedded cohort's folder holding other data is refused
+    foreign = tmp_path / "foreign"
+    (foreign / "bids" / "sub-01").mkdir(parents=True)
+    with pytest.raises(ValueError, match="not the digital cohort"):
+        open_workspace(None, foreign, progress=False)
+
+
+def test_a_subject_without_sir_is_validated_mapped_and_listed(cohort, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(cohort / "bids", copy)
+    for path in (copy / "sub-02" / "anat").glob("*acq-SIR*"):
+        path.unlink()
+    ws = open_workspace(copy, tmp_path / "work", progress=False)
+    assert ws.subjects == ("01", "02") and ws.sir_subjects == ("01",)
+    assert np.isfinite(mp2rage_maps(ws, "02", ["lut"])["lut"].t1).any()
+
+
+def test_reader_settings_reach_the_readers_and_the_store_keys(cohort, tmp_path):
+    """A sidecar field missing from every MP2RAGE sidecar: an error naming it; given in the configuration,
+    the same maps as the undamaged dataset; another value, another map under another key."""
+    copy = tmp_path / "copy"
+    shutil.copytree(cohort / "bids", copy)
+    efficiency = None
+    for path in (copy / "sub-01" / "anat").glob("*_MP2RAGE.json"):
+        meta = load_json(path)
+        efficiency = meta.pop("InversionEfficiency")
+        save_json(meta, path)
+    with pytest.raises(BIDSValidationError, match="InversionEfficiency"):
+        open_workspace(copy, tmp_path / "work", subjects=["01"], progress=False)
+    given = open_workspace(copy, tmp_path / "work", PipelineConfig(inversion_efficiency=efficiency), subjects=["01"],
+                           progress=False)
+    reference = mp2rage_maps(_ws(cohort), "01", ["lut"])["lut"]
+    same = mp2rage_maps(given, "01", ["lut"])["lut"]
+    np.testing.assert_array_equal(same.t1, reference.t1)
+    other = open_workspace(copy, tmp_path / "work", PipelineConfig(inversion_efficiency=0.9 * efficiency),
+                           subjects=["01"], progress=False)
+    changed = mp2rage_maps(other, "01", ["lut"])["lut"]
+    assert changed.key != same.key and not np.allclose(changed.t1, reference.t1, equal_nan=True)
+    assert given.reader_parameters()["defaults"] == {"InversionEfficiency": efficiency}
 
 
 def test_interrupted_or_altered_cohort_is_regenerated(tmp_path):
     bids = tmp_path / "bids"
     args = {"profile": "smoke", "seed": 0, "n_subjects": 1}
-    open_workspace(bids, tmp_path / "work", cohort=args, progress=False)
+    open_workspace(None, tmp_path, cohort=args, progress=False)
     image = next((bids / "sub-01" / "anat").glob("*inv-1_part-real_MP2RAGE.nii.gz"))
     original = image.read_bytes()
     image.write_bytes(original[:100])  # a damaged raw file: the store's record no longer matches
-    ws = open_workspace(bids, tmp_path / "work", cohort=args, progress=False)
+    ws = open_workspace(None, tmp_path, cohort=args, progress=False)
     assert [e.outcome for e in ws.store.events] == ["miss"] and image.read_bytes() == original
     (bids / "derivatives" / "phantom" / "parameters.json").unlink()  # as a generation killed before its end
-    ws = open_workspace(bids, tmp_path / "work", cohort=args, progress=False)
+    ws = open_workspace(None, tmp_path, cohort=args, progress=False)
     assert ws.is_simulated and [e.outcome for e in ws.store.events] == ["miss"]
 
 
@@ -104,8 +171,7 @@ def test_generation_killed_half_way_is_taken_for_the_cohort_and_regenerated(tmp_
     bids = tmp_path / "bids"
     code = textwrap.dedent(f"""
         from qt1lib.workflow import open_workspace
-        open_workspace({str(bids)!r}, {str(tmp_path / 'work')!r}, cohort={{"profile": "smoke", "n_subjects": 2}},
-                       progress=False)
+        open_workspace(None, {str(tmp_path)!r}, cohort={{"profile": "smoke", "n_subjects": 2}}, progress=False)
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
     deadline = time.time() + 120
@@ -114,7 +180,7 @@ def test_generation_killed_half_way_is_taken_for_the_cohort_and_regenerated(tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (bids / "derivatives" / "phantom").is_dir() and not (bids / "derivatives" / "phantom" / "parameters.json").exists()
-    ws = open_workspace(bids, tmp_path / "work", cohort={"profile": "smoke", "n_subjects": 2}, progress=False)
+    ws = open_workspace(None, tmp_path, cohort={"profile": "smoke", "n_subjects": 2}, progress=False)
     assert ws.is_simulated and ws.subjects == ("01", "02")
 
 
@@ -168,7 +234,7 @@ def test_maps_are_finite_in_the_brain_and_nan_outside_the_estimation_region(coho
 @pytest.mark.slow
 def test_exact_map_recovers_single_pool_truth_without_noise(tmp_path):
     ws = open_workspace(
-        tmp_path / "bids", tmp_path / "work", progress=False,
+        None, tmp_path, progress=False,
         cohort={"profile": "smoke", "n_subjects": 1, "snr": np.inf, "sir_snr": np.inf, "motion": False,
                 "bound_pool": False, "b1_noise": 0.0},
     )

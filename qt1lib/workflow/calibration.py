@@ -119,6 +119,7 @@ def write_calibrated_maps(
         If a subject key lacks the ``sub-`` prefix or a map's shape is not the SIR grid's.
     """
     written = []
+    source_desc = estimator_class(ws.config.calibration_input).desc
     for name, by_method in maps.items():
         if not name.startswith("sub-"):
             raise ValueError(f"maps must be keyed 'sub-<label>', got {name!r}")
@@ -134,6 +135,8 @@ def write_calibrated_maps(
                 ws.derivatives_dir, subject, data, sir.affine, "T1map", desc=desc, space="SIR",
                 parameters={"step": "calibration", "method": method, **dict(parameters or {})},
                 sidecar={"Units": "s", "Description": f"T1 calibrated to IR T1 = 1/R1f by {method}, "
-                         "held out of the network's training (leave-one-subject-out)"},
+                         "held out of the network's training (leave-one-subject-out); NaN outside the scored voxels",
+                         "SkullStripped": True, "SpatialReference": ws.spatial_reference(subject, "SIR"),
+                         "Sources": ws.sources([ws.derivative_path(subject, "T1map", desc=source_desc, space="SIR")])},
             ))
     return written

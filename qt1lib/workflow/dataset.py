@@ -1,14 +1,20 @@
-"""The study's dataset: the digital cohort, generated when missing, or the user's BIDS data.
+"""The study's dataset: the embedded digital cohort, or a BIDS dataset on disk (a user's, or a cohort).
 
-The cohort is keyed through the store like every other derivative: its key holds the
-generation arguments and the source of :mod:`qt1lib.phantom` (and of everything it imports), and
-the store entry records the content digest of every file the generation wrote. The cohort on disk
-is reused only if every file matches that record; otherwise (other arguments, an edited
-simulation, a generation killed half-way, a file changed or missing) it is generated again.
+:func:`open_workspace` takes either
 
-A folder is taken for the digital cohort if it does not exist, is empty, or holds
-``derivatives/phantom/`` (written first by :func:`qt1lib.phantom.make_cohort`, so an interrupted
-generation is recognised as one and never taken for a user's data).
+* ``bids_dir=None``: the embedded digital cohort in ``<work_dir>/bids``, generated there or reused
+  (:func:`ensure_cohort`). The cohort is keyed through the store like every other derivative:
+  its key holds the generation arguments and the source of :mod:`qt1lib.phantom` (and of
+  everything it imports), and the store entry records the content digest of every file the
+  generation wrote. The cohort on disk is reused only if every file matches that record;
+  otherwise (other arguments, an edited simulation, a generation killed half-way, a file changed
+  or missing) it is generated again. That folder is taken for the cohort if it does not exist,
+  is empty, or holds ``derivatives/phantom/`` (written first by :func:`qt1lib.phantom.make_cohort`,
+  so an interrupted generation is recognised as one);
+* a path: a dataset that must exist. It is used as it is, never generated or regenerated: a
+  dataset holding ``derivatives/phantom/parameters.json`` is a digital cohort (written by
+  ``qt1-cohort``; its truth is then available, :attr:`Workspace.is_simulated`), any other the
+  user's data. A mistyped path is an error, never a reason to simulate.
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..bids import validate_dataset
+from ..bids import BIDSValidationError, has_sir, validate_dataset
 from ..config import CohortConfig, PipelineConfig
-from ..derivatives import default_derivatives_dir
+from ..derivatives import default_derivatives_dir, write_dataset_files
 from ..io import load_json
 from ..store import JSON, Store, file_digest
 from .workspace import Workspace
@@ -95,8 +101,24 @@ def ensure_cohort(bids_dir: str | os.PathLike, store: Store, cohort: Mapping[str
     return True
 
 
+def _dataset_kind(bids_dir: Path) -> bool:
+    """Whether an existing ``bids_dir`` is a (complete) digital cohort; raises for what is no dataset."""
+    if not bids_dir.exists():
+        raise BIDSValidationError([f"{bids_dir}: the BIDS dataset does not exist (check the path)"])
+    if not bids_dir.is_dir():
+        raise BIDSValidationError([f"{bids_dir}: not a directory (a BIDS dataset is a folder)"])
+    if cohort_parameters(bids_dir) is not None:
+        return True
+    if (bids_dir / PHANTOM_DIR).is_dir():
+        raise BIDSValidationError([
+            f"{bids_dir / PHANTOM_DIR}: an incomplete digital cohort (no parameters.json: its generation was "
+            "interrupted); write it again with qt1-cohort"
+        ])
+    return False
+
+
 def open_workspace(
-    bids_dir: str | os.PathLike,
+    bids_dir: str | os.PathLike | None,
     work_dir: str | os.PathLike | None = None,
     config: PipelineConfig | None = None,
     *,
@@ -105,56 +127,83 @@ def open_workspace(
     progress: bool = True,
     output_dir: str | os.PathLike | None = None,
 ) -> Workspace:
-    """The workspace of a study: the dataset (the cohort generated when needed), the store and the configuration.
+    """The workspace of a study: the dataset, the store and the configuration (module docstring).
 
     Parameters
     ----------
-    bids_dir : path-like
-        Dataset root. Absent, empty or holding the digital cohort: the cohort is generated there
-        (or reused, :func:`ensure_cohort`); otherwise it is the user's BIDS dataset, validated
-        before anything is computed.
+    bids_dir : path-like or None
+        None: the embedded digital cohort in ``<work_dir>/bids``, generated there or reused
+        (:func:`ensure_cohort`). A path: a BIDS dataset that exists, validated before anything
+        is computed; a digital cohort (``derivatives/phantom/parameters.json``) is used as it is.
     work_dir : path-like, optional
-        Working directory; the store lives in ``<work_dir>/store``. Default:
-        ``<output_dir>/.store`` (hidden from BIDS tools).
+        Working directory; the store lives in ``<work_dir>/store``. Required with
+        ``bids_dir=None``; otherwise default ``<output_dir>/.store`` (hidden from BIDS tools).
     config : PipelineConfig, optional
+        Its reader settings (entity ``select``, sidecar defaults, ``b1_units``) apply to the
+        validation and to every step.
     cohort : CohortConfig or mapping, optional
-        The digital cohort to generate when ``bids_dir`` is a cohort folder: a
-        :class:`~qt1lib.config.CohortConfig` (a study's; ignored for a user's dataset), or
-        arguments of :func:`qt1lib.phantom.make_cohort` (``profile``, ``seed``...; an error for a
-        user's dataset). Default: ``CohortConfig()``, the ``quick`` profile's cohort.
+        The digital cohort to generate with ``bids_dir=None``: a
+        :class:`~qt1lib.config.CohortConfig` (a study's; ignored for a dataset given by path), or
+        arguments of :func:`qt1lib.phantom.make_cohort` (``profile``, ``seed``...; an error with
+        a path). Default: ``CohortConfig()``, the ``quick`` profile's cohort.
     subjects : list of str, optional
         Subjects to process (labels without ``sub-``); default all.
     progress : bool
         Show progress bars.
     output_dir : path-like, optional
         The derivative dataset the steps publish into; default ``<bids_dir>/derivatives/qt1lib``.
+        Its ``dataset_description.json`` (linking the input dataset), ``.bidsignore`` and
+        ``README`` are written here (:func:`qt1lib.derivatives.write_dataset_files`).
+
+    Returns
+    -------
+    Workspace
+        With :attr:`~Workspace.sir_subjects`, the subjects that have SIR images (a subject without
+        them is validated and mapped, not registered).
 
     Raises
     ------
+    BIDSValidationError
+        (a ValueError) A path that does not exist or is not a dataset, or a dataset that fails
+        validation, naming every problem's file and field.
     ValueError
-        Cohort arguments for a user's dataset, or the dataset fails validation
-        (:class:`qt1lib.bids.BIDSValidationError`, naming every problem).
+        ``bids_dir=None`` without ``work_dir``; cohort arguments with a path.
     """
-    bids_dir = Path(bids_dir)
-    derivatives_dir = Path(output_dir) if output_dir is not None else default_derivatives_dir(bids_dir)
-    store = Store(Path(work_dir) / "store" if work_dir is not None else derivatives_dir / ".store")
-    simulated = is_cohort_folder(bids_dir)
-    if simulated:
+    config = config or PipelineConfig()
+    if bids_dir is None:
+        if work_dir is None:
+            raise ValueError("bids_dir=None (the embedded digital cohort) needs a work_dir to hold it")
+        bids_dir = Path(work_dir) / "bids"
+        derivatives_dir = Path(output_dir) if output_dir is not None else default_derivatives_dir(bids_dir)
+        store = Store(Path(work_dir) / "store")
+        if not is_cohort_folder(bids_dir):
+            raise ValueError(f"{bids_dir} holds data that is not the digital cohort; the cohort is written "
+                             "there: move that data or choose another work_dir")
         arguments = (cohort or CohortConfig()).kwargs() if not isinstance(cohort, Mapping) else dict(cohort)
         ensure_cohort(bids_dir, store, arguments, progress=progress)
-    elif isinstance(cohort, Mapping) and cohort:
-        raise ValueError(
-            f"bids_dir {bids_dir} holds a dataset that is not the digital cohort; cohort arguments "
-            f"{sorted(cohort)} do not apply to it"
-        )
-    labels = validate_dataset(bids_dir, subjects)
+        simulated = True
+    else:
+        bids_dir = Path(bids_dir)
+        if isinstance(cohort, Mapping) and cohort:
+            raise ValueError(
+                f"cohort arguments {sorted(cohort)} apply only to the embedded cohort (bids_dir=None); "
+                f"{bids_dir} is used as it is"
+            )
+        simulated = _dataset_kind(bids_dir)
+        derivatives_dir = Path(output_dir) if output_dir is not None else default_derivatives_dir(bids_dir)
+        store = Store(Path(work_dir) / "store" if work_dir is not None else derivatives_dir / ".store")
+    select = config.reader_select()
+    labels = validate_dataset(bids_dir, subjects, defaults=config.reader_defaults(), select=select,
+                              b1_units=config.b1_units, resample_b1=config.resample_b1, require_sir=False)
+    write_dataset_files(derivatives_dir, bids_dir)
     return Workspace(
         bids_dir=bids_dir,
         store=store,
-        config=config or PipelineConfig(),
+        config=config,
         subjects=tuple(labels),
         is_simulated=simulated,
         cohort=cohort_parameters(bids_dir) if simulated else None,
         progress=progress,
         derivatives_dir=derivatives_dir,
+        sir_subjects=tuple(s for s in labels if has_sir(bids_dir, s, select)),
     )

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bids import read_mpnrage
 from ..estimate.base import DEFAULT_ESTIMATORS, estimator_class, estimator_options, make_estimator
 from ..protocols import MPnRAGEProtocol
 from ..sequences.mpnrage import uni
@@ -110,17 +109,27 @@ def scatter(values: np.ndarray, region: np.ndarray, fill: float | bool = np.nan)
     return out
 
 
+#: How the estimation region enters the T1 maps' descriptions (their ``SkullStripped`` is true: T1 is
+#: estimated in the brain mask dilated by ``mask_dilation`` voxels, NaN elsewhere).
+_REGION = "estimated in the brain mask dilated by the configuration's mask_dilation voxels, NaN elsewhere"
+
+
 def estimator_entries(name: str, space: str | None = None) -> dict[str, DerivativeEntry]:
     """How estimator ``name``'s maps are published: ``desc-<desc>_T1map`` and, with a posterior,
-    ``desc-<desc>std_T1map`` and ``desc-<desc>valid_mask``."""
+    ``desc-<desc>std_T1map`` and ``desc-<desc>valid_mask``.
+
+    The maps are ``SkullStripped``: NaN outside the estimation region (the brain mask dilated by
+    a few voxels, :func:`~qt1lib.workflow.masks.estimation_region`)."""
     cls = estimator_class(name)
     what = "MAP" if cls.posterior else "T1 read from the table"
-    entries = {"t1": DerivativeEntry("T1map", cls.desc, space, units="s", description=f"{cls.label}: {what}")}
+    where = "" if space is None else f", resampled into {space} space"
+    entries = {"t1": DerivativeEntry("T1map", cls.desc, space, units="s", skull_stripped=True,
+                                     description=f"{cls.label}: {what} ({_REGION}){where}")}
     if cls.posterior:
-        entries["std"] = DerivativeEntry("T1map", f"{cls.desc}std", space, units="s",
-                                         description=f"{cls.label}: posterior standard deviation")
+        entries["std"] = DerivativeEntry("T1map", f"{cls.desc}std", space, units="s", skull_stripped=True,
+                                         description=f"{cls.label}: posterior standard deviation ({_REGION}){where}")
         entries["valid"] = DerivativeEntry("mask", f"{cls.desc}valid", space, kind="mask",
-                                           description=f"{cls.label}: the estimator's validity flag")
+                                           description=f"{cls.label}: the estimator's validity flag{where}")
     return entries
 
 
@@ -166,7 +175,7 @@ def mp2rage_maps(ws: Workspace, subject: str, estimators: Iterable[str] | None =
     """
     from tqdm.auto import tqdm
 
-    data = read_mpnrage(ws.bids_dir, subject)
+    data = ws.read_mpnrage(subject)
     protocol = data.protocol
     names = _requested(estimators, protocol.n_readouts, data.b1 is not None, subject)
     sigma = noise_sigma(ws, np.abs(data.gre), "mp2rage")
@@ -174,11 +183,15 @@ def mp2rage_maps(ws: Workspace, subject: str, estimators: Iterable[str] | None =
     region = estimation_region(brain, ws.config.mask_dilation)
     inputs = [*data.inputs, *source.files, *ws.cohort_inputs()]
     base = {"sigma": sigma, "brain": source.description, "mask_dilation": ws.config.mask_dilation,
-            "protocol": protocol.describe()}
+            "protocol": protocol.describe(), "reader": ws.reader_parameters()}
 
     pairs = {"uni": (1, 2)} | ({"s13": (1, 3)} if protocol.n_readouts >= 3 else {})
-    entries = {k: DerivativeEntry("UNIT1", f"S{i}{j}") for k, (i, j) in pairs.items()}
-    entries["brain"] = DerivativeEntry("mask", "brain", kind="mask")
+    entries = {k: DerivativeEntry("UNIT1", f"S{i}{j}", skull_stripped=False,
+                                  description=f"S{i}{j} = Re(conj(G{i}) G{j}) / (|G{i}|^2 + |G{j}|^2) of inversions "
+                                              f"{i} and {j}" + (" (the uniform image, UNI)" if k == "uni" else ""))
+               for k, (i, j) in pairs.items()}
+    entries["brain"] = DerivativeEntry("mask", "brain", kind="mask", mask_type="Brain",
+                                       description=f"brain mask ({source.description})")
 
     def combinations() -> dict:
         return {k: uni(data.gre[i - 1], data.gre[j - 1]) for k, (i, j) in pairs.items()} | {"brain": brain}
@@ -212,7 +225,8 @@ def mp2rage_maps(ws: Workspace, subject: str, estimators: Iterable[str] | None =
         protocol=protocol,
         sigma=sigma,
         b1=data.b1,
-        b1_key=None if data.b1 is None else ws.store.key("b1", {}, data.inputs, ("qt1lib.bids",)),
+        b1_key=None if data.b1 is None else ws.store.key("b1", {"reader": ws.reader_parameters()}, data.inputs,
+                                                         ("qt1lib.bids",)),
         brain=combos["brain"],
         brain_source=source,
         combinations={k: combos[k] for k in pairs},

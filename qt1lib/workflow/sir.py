@@ -2,7 +2,13 @@
 
 The fit (:func:`qt1lib.estimate.sir_fit.fit_sir`: R1m = R1f, kmf = 14.5 s^-1, Sm from the
 sidecars; Dortch et al. 2011, MRM 66:1346) runs on the SIR signal mask
-(:func:`qt1lib.workflow.masks.signal_mask`).
+(:func:`qt1lib.workflow.masks.signal_mask`): the head, so its maps are not ``SkullStripped``.
+
+Published as ``space-SIR_desc-SIR_<suffix>`` with BIDS's suffixes where they exist (``R1map``,
+``T1map``, ``M0map``: ``rules.files.deriv.imaging.anat_parametric_volumetric``). BIDS has no suffix
+for the pool size ratio nor for the free pool's inversion factor: they keep the names ``PSRmap``
+and ``Sfmap`` and the derivative dataset's ``.bidsignore`` lists them
+(:data:`qt1lib.derivatives.BIDSIGNORE`).
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bids import read_sir
 from ..estimate.sir_fit import fit_sir
 from ..protocols_sir import SIRProtocol
 from ..sequences.twopool import KMF_HUMAN_BRAIN
@@ -24,15 +29,24 @@ from .workspace import DerivativeEntry, Workspace, cached_images
 __all__ = ["SIRMaps", "sir_maps", "SIR_ENTRIES"]
 
 #: How the SIR fit's maps are published.
+_FIT = "two-pool SIR fit (R1m = R1f, kmf fixed), in the SIR signal mask, NaN elsewhere"
 SIR_ENTRIES: dict[str, DerivativeEntry] = {
-    "r1f": DerivativeEntry("R1map", "SIR", "SIR", units="1/s"),
-    "ir_t1": DerivativeEntry("T1map", "SIR", "SIR", units="s"),
-    "psr": DerivativeEntry("PSRmap", "SIR", "SIR"),
-    "sf": DerivativeEntry("Sfmap", "SIR", "SIR"),
-    "m0f": DerivativeEntry("M0map", "SIR", "SIR"),
-    "converged": DerivativeEntry("mask", "SIRconverged", "SIR", kind="mask"),
-    "at_bound": DerivativeEntry("mask", "SIRatbound", "SIR", kind="mask"),
-    "fit_mask": DerivativeEntry("mask", "SIRfit", "SIR", kind="mask"),
+    "r1f": DerivativeEntry("R1map", "SIR", "SIR", units="1/s", skull_stripped=False,
+                           description=f"free-pool R1f of the {_FIT}"),
+    "ir_t1": DerivativeEntry("T1map", "SIR", "SIR", units="s", skull_stripped=False,
+                             description=f"IR T1 = 1/R1f of the {_FIT}: the reference"),
+    "psr": DerivativeEntry("PSRmap", "SIR", "SIR", units="1", skull_stripped=False,
+                           description=f"pool size ratio M0m/M0f of the {_FIT}"),
+    "sf": DerivativeEntry("Sfmap", "SIR", "SIR", units="1", skull_stripped=False,
+                          description=f"free-pool inversion factor Sf of the {_FIT}"),
+    "m0f": DerivativeEntry("M0map", "SIR", "SIR", units="arbitrary", skull_stripped=False,
+                           description=f"free-pool M0f (image units) of the {_FIT}"),
+    "converged": DerivativeEntry("mask", "SIRconverged", "SIR", kind="mask",
+                                 description="voxels where the two-pool SIR fit converged"),
+    "at_bound": DerivativeEntry("mask", "SIRatbound", "SIR", kind="mask",
+                                description="voxels where a parameter of the two-pool SIR fit ended at a bound"),
+    "fit_mask": DerivativeEntry("mask", "SIRfit", "SIR", kind="mask",
+                                description="the SIR signal mask: voxels the two-pool fit ran on"),
 }
 
 
@@ -85,11 +99,11 @@ class SIRMaps:
 
 def sir_maps(ws: Workspace, subject: str) -> SIRMaps:
     """Two-pool SIR fit of one subject on the SIR grid, from the store or computed (module docstring)."""
-    data = read_sir(ws.bids_dir, subject)
+    data = ws.read_sir(subject)
     sigma = noise_sigma(ws, data.images, "sir")
     threshold = ws.config.signal_threshold
     params = {"sir_sigma": sigma, "signal_threshold": threshold, "kmf": KMF_HUMAN_BRAIN,
-              "protocol": data.protocol.describe()}
+              "protocol": data.protocol.describe(), "reader": ws.reader_parameters()}
 
     def compute() -> dict:
         mask = signal_mask(data.images, sigma, threshold)

@@ -4,19 +4,34 @@ IR reference, the tissue segmentation and the voxels that are scored.
 Registration as the seed's scripts (DESIGN.md 4.6): rigid, Mattes mutual information (antspyx,
 :func:`qt1lib.register.register_rigid`), moving = an MP2RAGE-space image, fixed = a SIR-space image;
 maps resampled linearly (``antsApplyTransforms -n Linear``), labels with ``genericLabel``.
+
+The transform is published as ``sub-<label>/anat/sub-<label>_from-MP2RAGE_to-SIR_mode-image_xfm.txt``
+(:func:`itk_transform_text`: an ITK text transform file, which ``antsApplyTransforms -t`` and ITK
+read, mapping SIR-space physical points to MP2RAGE-space ones as ITK's resampling needs) with a
+JSON sidecar holding the RAS matrix. The name follows the draft BIDS transforms proposal (BEP014)
+as fMRIPrep writes it (``from-<source>_to-<target>_mode-image_xfm``: resamples an image of the
+source space into the target space); BIDS 1.10 defines no transform file, so the derivative
+dataset's ``.bidsignore`` lists these two (:data:`qt1lib.derivatives.BIDSIGNORE`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from nibabel.affines import apply_affine
 
-from ..bids import read_mpnrage, read_sir
-from ..io import load_json, save_json
-from ..register import RigidTransform, apply_transform, register_rigid, registration_error
+from .. import __version__
+from ..derivatives import PIPELINE
+from ..io import atomic_write_bytes, load_json, save_json
+from ..register import (
+    RigidTransform,
+    apply_transform,
+    register_rigid,
+    registration_error,
+)
 from ..store import JSON
 from ..tissues import SCORED
 from .masks import MaskSource, NativeImages, space_segmentation
@@ -24,7 +39,10 @@ from .mp2rage import MP2RAGEMaps, T1Estimate, estimator_entries, mp2rage_maps
 from .sir import SIRMaps, sir_maps
 from .workspace import DerivativeEntry, Workspace, cached_images
 
-__all__ = ["SIRSpaceSubject", "sir_space_subject", "resample_to_sir", "rigid_transform", "sir_segmentation"]
+__all__ = ["SIRSpaceSubject", "sir_space_subject", "resample_to_sir", "rigid_transform", "sir_segmentation",
+           "itk_transform_text", "transform_path"]
+
+_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 @dataclass(frozen=True)
 class SIRSpaceSubject:
@@ -128,27 +146,74 @@ def resample_to_sir(
     return out > 0.5 if kind == "mask" else np.rint(out).astype(np.int16)
 
 
+def itk_transform_text(transform: RigidTransform) -> str:
+    """``transform`` as an ITK text transform file (``#Insight Transform File V1.0``).
+
+    An ``AffineTransform_double_3_3`` with centre 0 (``FixedParameters``): ``T(x) = A x + t`` in
+    ITK's LPS physical space, ``A`` and ``t`` the LPS form ``F M F`` (``F = diag(-1, -1, 1)``) of
+    the RAS matrix ``M``. Numbers are written in their shortest round-trip form, so the same
+    transform gives the same bytes; :meth:`qt1lib.register.RigidTransform.from_ants_file` reads it
+    back through ANTs.
+    """
+    lps = _LPS @ np.asarray(transform.matrix, dtype=float) @ _LPS
+    numbers = [*lps[:3, :3].ravel(), *lps[:3, 3]]
+    return ("#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+            f"Parameters: {' '.join(repr(float(v)) for v in numbers)}\nFixedParameters: 0 0 0\n")
+
+
+def transform_path(ws: Workspace, subject: str) -> Path:
+    """Where the MP2RAGE -> SIR transform of ``subject`` is published (module docstring)."""
+    return ws.derivatives_dir / f"sub-{subject}" / "anat" / f"sub-{subject}_from-MP2RAGE_to-SIR_mode-image_xfm.txt"
+
+
+def _publish_transform(ws: Workspace, subject: str, matrix: np.ndarray, params: dict, key: str,
+                       sources: list[str]) -> None:
+    path = transform_path(ws, subject)
+    side = path.with_suffix(".json")
+    meta = {
+        "Description": "rigid transform that resamples MP2RAGE-space images into SIR space: it maps SIR-space "
+                       "world points to MP2RAGE-space world points (ITK text file beside this sidecar, LPS)",
+        "FixedToMovingRAS": np.asarray(matrix).tolist(),
+        "FromSpace": "MP2RAGE", "ToSpace": "SIR",
+        "Sources": sources, "StoreKey": key, "Parameters": params,
+        "GeneratedBy": {"Name": PIPELINE, "Version": __version__},
+    }
+    text = itk_transform_text(RigidTransform(np.asarray(matrix, dtype=float)))
+    try:
+        same = path.is_file() and path.read_text() == text and side.is_file() and load_json(side) == meta
+    except ValueError:
+        same = False  # unreadable: written again
+    if not same:
+        atomic_write_bytes(path, text.encode())
+        save_json(meta, side)
+
+
 def rigid_transform(ws: Workspace, mp2: MP2RAGEMaps, sir: SIRMaps) -> RigidTransform:
     """The SIR -> MP2RAGE rigid transform of a subject, from the store or registered.
 
     ``ws.config.registration_contrast``: ``"inv2"`` (the seed's scripts) moves the INV2 magnitude
     onto the SIR image with the longest inversion time; ``"t1"`` moves the LUT T1 map onto the IR
-    T1 map. Published as ``derivatives/qt1lib/sub-<label>/xfm/sub-<label>_desc-MP2RAGEtoSIR_xfm.json``.
+    T1 map. Published as ``sub-<label>/anat/sub-<label>_from-MP2RAGE_to-SIR_mode-image_xfm.txt``
+    and its JSON sidecar (module docstring, :func:`transform_path`).
     """
     config = ws.config  # PipelineConfig validates registration_contrast
     subject = mp2.subject
     params = {"contrast": config.registration_contrast, "bins": config.registration_bins,
               "random_seed": config.random_seed, "type": "Rigid", "metric": "mattes", "subject": subject}
     if config.registration_contrast == "inv2":
+        params["reader"] = ws.reader_parameters()
         inputs = [*mp2.inputs, *sir.inputs]
+        sources = ws.sources(inputs)
     else:
         params |= {"moving": mp2["lut"].key, "fixed": sir.key}
         inputs = []
+        sources = ws.sources([ws.derivative_path(subject, "T1map", desc=estimator_entries("lut")["t1"].desc),
+                              ws.derivative_path(subject, "T1map", desc="SIR", space="SIR")])
 
     def compute() -> dict:  # the images are read only when the transform is not in the store
         if config.registration_contrast == "inv2":
-            moving = np.abs(read_mpnrage(ws.bids_dir, subject).gre[1])
-            sir_data = read_sir(ws.bids_dir, subject)
+            moving = np.abs(ws.read_mpnrage(subject).gre[1])
+            sir_data = ws.read_sir(subject)
             fixed = sir_data.images[int(np.argmax(sir_data.protocol.inversion_times))]
         else:
             moving = np.nan_to_num(np.clip(mp2["lut"].t1, 0.0, 5.0))
@@ -159,14 +224,7 @@ def rigid_transform(ws: Workspace, mp2: MP2RAGEMaps, sir: SIRMaps) -> RigidTrans
     value, key = ws.store.get_or_compute_keyed(
         "registration", params, compute, JSON, inputs=inputs, modules=(__name__, "qt1lib.register")
     )
-    path = ws.derivative_path(subject, "xfm", desc="MP2RAGEtoSIR", datatype="xfm", extension=".json")
-    try:
-        published = load_json(path).get("StoreKey") if path.is_file() else None
-    except ValueError:
-        published = None  # unreadable: written again
-    if published != key:
-        save_json({**value, "Description": "maps SIR-space world points (RAS, mm) to MP2RAGE-space world points",
-                   "Parameters": params, "StoreKey": key}, path)
+    _publish_transform(ws, subject, value["FixedToMovingRAS"], params, key, sources)
     return RigidTransform(np.asarray(value["FixedToMovingRAS"], dtype=float))
 
 
@@ -174,7 +232,7 @@ def sir_segmentation(ws: Workspace, mp2: MP2RAGEMaps, sir: SIRMaps, transform: R
     """Tissue labels on the SIR grid and where they came from (:func:`qt1lib.workflow.masks.space_segmentation`)."""
     subject = mp2.subject
     native = NativeImages(mp2.brain.shape, mp2.affine, mp2.sigma, mp2.inputs,
-                          lambda: read_mpnrage(ws.bids_dir, subject).gre)
+                          lambda: ws.read_mpnrage(subject).gre)
 
     def to_sir(image: np.ndarray, kind: str) -> np.ndarray:
         return resample_to_sir(image, mp2.affine, transform, sir.shape, sir.affine, kind)
@@ -209,25 +267,37 @@ def sir_space_subject(ws: Workspace, subject: str, estimators: Iterable[str] | N
     shape, affine = sir.shape, sir.affine
     to_sir = {"transform": np.asarray(transform.matrix).tolist()}
 
-    def resampled(step_key: str, entries: dict[str, DerivativeEntry], images: dict[str, np.ndarray]) -> dict:
+    xfm = transform_path(ws, subject)
+
+    def resampled(step_key: str, entries: dict[str, DerivativeEntry], images: dict[str, np.ndarray],
+                  sources: list) -> dict:
         def compute() -> dict:
             return {n: resample_to_sir(images[n], mp2.affine, transform, shape, affine, e.kind) for n, e in entries.items()}
 
         maps, _ = cached_images(ws, subject, "to_sir", entries, {"source": step_key, **to_sir}, affine, compute,
-                                modules=(__name__, "qt1lib.register"))
+                                modules=(__name__, "qt1lib.register"), sources=[*sources, xfm])
         return maps
 
     estimates = {}
     for name, est in tqdm(mp2.estimates.items(), desc=f"sub-{subject} to SIR space", disable=not ws.progress, leave=False):
         entries = estimator_entries(name, "SIR")
         images = {"t1": est.t1} | ({"std": est.std, "valid": est.valid} if est.std is not None else {})
-        maps = resampled(est.key, entries, images)
+        native = estimator_entries(name)
+        maps = resampled(est.key, entries, images,
+                         [ws.derivative_path(subject, native[n].suffix, desc=native[n].desc) for n in images])
         estimates[name] = T1Estimate(maps["t1"], maps.get("std"), maps.get("valid"), est.key)
-    combo_entries = {k: DerivativeEntry("UNIT1", "S12" if k == "uni" else "S13", "SIR") for k in mp2.combinations}
-    combinations = resampled(mp2.combinations_key, combo_entries, mp2.combinations)
+    combo_entries = {k: DerivativeEntry("UNIT1", "S12" if k == "uni" else "S13", "SIR", skull_stripped=False,
+                                        description=f"{'S12 (UNI)' if k == 'uni' else 'S13'} resampled into SIR space")
+                     for k in mp2.combinations}
+    combinations = resampled(mp2.combinations_key, combo_entries, mp2.combinations,
+                             [ws.derivative_path(subject, "UNIT1", desc=e.desc) for e in combo_entries.values()])
     b1 = None
     if mp2.b1 is not None:
-        b1 = resampled(mp2.b1_key, {"b1": DerivativeEntry("TB1map", "measured", "SIR")}, {"b1": mp2.b1})["b1"]
+        b1_entry = DerivativeEntry("TB1map", "measured", "SIR", datatype="fmap", skull_stripped=False,
+                                   description="the measured relative B1+ map (1 = nominal flip angle), read on the "
+                                               "MP2RAGE grid and resampled into SIR space")
+        b1 = resampled(mp2.b1_key, {"b1": b1_entry}, {"b1": mp2.b1},
+                       [p for p in mp2.inputs if "_TB1map.nii" in p.name])["b1"]
     dseg, dseg_source = sir_segmentation(ws, mp2, sir, transform)
     true_transform = error = None
     if ws.is_simulated:
