@@ -7,8 +7,9 @@ BIDS derivatives):
 =================  ===========================================================================
 module             step
 =================  ===========================================================================
-``dataset``        the dataset: the digital cohort, generated when missing, or the user's data;
-                   :func:`open_workspace` returns the :class:`Workspace` every step takes
+``dataset``        the dataset: the embedded digital cohort (``bids_dir=None``), or a dataset on
+                   disk used as it is; :func:`open_workspace` returns the :class:`Workspace`
+                   every step takes (its reader settings, its subjects with SIR)
 ``noise``          noise level: given, the cohort's, or from the image background
 ``masks``          brain mask, estimation region, segmentations, and the files they came from
 ``mp2rage``        T1 maps on the MP2RAGE grid, one store entry per estimator -> :class:`MP2RAGEMaps`
