@@ -9,6 +9,7 @@ module             step
 =================  ===========================================================================
 ``dataset``        the dataset: the digital cohort, generated when missing, or the user's data;
                    :func:`open_workspace` returns the :class:`Workspace` every step takes
+                   (:func:`open_study_workspace`: the one a chapter opens from its parameters)
 ``noise``          noise level: given, the cohort's, or from the image background
 ``masks``          brain mask, estimation region, segmentations, and the files they came from
 ``mp2rage``        T1 maps on the MP2RAGE grid, one store entry per estimator -> :class:`MP2RAGEMaps`
@@ -31,6 +32,7 @@ from .mp2rage import MP2RAGEMaps, T1Estimate, mp2rage_maps
 from .noise import estimate_noise_sigma, noise_sigma
 from .sir import SIRMaps, sir_maps
 from .sir_space import SIRSpaceSubject, resample_to_sir, rigid_transform, sir_space_subject
+from .study_workspace import open_study_workspace
 from .workspace import DerivativeEntry, Workspace, cached_images
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "DerivativeEntry",
     "cached_images",
     "open_workspace",
+    "open_study_workspace",
     "ensure_cohort",
     "is_cohort_folder",
     "cohort_parameters",
