@@ -61,6 +61,8 @@ __all__ = [
     "write_timings",
     "write_parameter_reference",
     "build_book",
+    "dataset_lacks",
+    "write_skipped_chapter",
     "run_study",
     "main",
 ]
@@ -92,6 +94,33 @@ class Chapter:
     def declared_parameters(self) -> dict:
         """The parameters its parameters cell declares (:func:`qt1lib.notebook.declared_parameters`)."""
         return declared_parameters(self.path)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """What the chapter needs of the dataset besides MP2RAGE images (notebook metadata
+        ``qt1.needs``): ``"sir"`` for the chapters that compare with the SIR reference."""
+        return tuple(nbformat.read(self.path, as_version=4).metadata.get("qt1", {}).get("needs", ()))
+
+
+def dataset_lacks(chapter: Chapter, bids_dir: Path | None) -> str | None:
+    """Why ``chapter`` cannot run on the dataset ``bids_dir`` (None: the digital cohort, which has
+    everything), or None when it can."""
+    if bids_dir is None or "sir" not in chapter.needs:
+        return None
+    from .bids import has_sir, list_subjects
+
+    if not any(has_sir(bids_dir, s) for s in list_subjects(bids_dir)):
+        return f"no subject of {bids_dir} has SIR images (`acq-SIR_inv-<k>_IRT1`), which this chapter compares with"
+    return None
+
+
+def write_skipped_chapter(chapter: Chapter, output: Path, reason: str) -> None:
+    """Write the chapter unexecuted, with a note after its title saying why it did not run."""
+    nb = nbformat.read(chapter.path, as_version=4)
+    note = nbformat.v4.new_markdown_cell(f"```{{note}}\nThis chapter did not run on this dataset: {reason}.\n```")
+    nb.cells.insert(1, note)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(output))
 
 
 def find_chapters(notebook_dir: Path = REPO_ROOT / "notebooks", only: list[str] | None = None) -> list[Chapter]:
@@ -239,15 +268,15 @@ def _register_engine() -> str:
 def chapter_run_parameters(
     chapter: Chapter,
     profile: str,
-    bids_dir: Path,
+    bids_dir: Path | None,
     work_dir: Path,
     seed: int = 0,
     extra: dict | None = None,
 ) -> dict[str, Any]:
     """The papermill parameters of a chapter's run, validated against its parameters cell.
 
-    ``bids_dir``, ``work_dir``, ``profile``, ``seed``, the profile's values
-    (:meth:`Chapter.profile_parameters`) and ``extra``.
+    ``bids_dir`` (``""`` for None: the digital cohort in ``work_dir/bids``), ``work_dir``,
+    ``profile``, ``seed``, the profile's values (:meth:`Chapter.profile_parameters`) and ``extra``.
 
     Raises
     ------
@@ -255,7 +284,7 @@ def chapter_run_parameters(
         A name the chapter does not declare, or a value of the wrong type.
     """
     parameters = {
-        "bids_dir": str(Path(bids_dir).resolve()),
+        "bids_dir": "" if bids_dir is None else str(Path(bids_dir).resolve()),
         "work_dir": str(Path(work_dir).resolve()),
         "profile": profile,
         "seed": seed,
@@ -269,7 +298,7 @@ def execute_chapter(
     chapter: Chapter,
     output: Path,
     profile: str,
-    bids_dir: Path,
+    bids_dir: Path | None,
     work_dir: Path,
     seed: int = 0,
     extra: dict | None = None,
@@ -371,18 +400,23 @@ def _vendor_mathjax(src: Path) -> None:
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def build_book(src: Path, build_dir: Path) -> Path:
-    """Run ``jupyter-book build`` on ``src`` with warnings as errors; returns ``build_dir/html``.
+def build_book(src: Path, build_dir: Path, strict: bool = True) -> Path:
+    """Run ``jupyter-book build`` on ``src``; returns ``build_dir/html``.
+
+    ``strict``: warnings are errors (the book of the digital cohort). The book of a user's dataset
+    is built without: a chapter that did not run, or a section that does not apply, leaves glue
+    keys unset, and its pages say why.
 
     Raises
     ------
     subprocess.CalledProcessError
-        When Sphinx reports any warning: a missing glue key, figure, reference or page.
+        When Sphinx fails, or (``strict``) reports any warning: a missing glue key, figure,
+        reference or page.
     """
     build_dir = Path(build_dir).resolve()
     staging = build_dir / "jb"
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output", str(staging),
-           "-W", "-n", "--keep-going"]
+           *(["-W", "-n"] if strict else []), "--keep-going"]
     subprocess.run(cmd, check=True)
     html = build_dir / "html"
     if html.exists():
@@ -439,9 +473,14 @@ def run_study(
     build_dir : Path
         Build tree: ``src/`` (book sources and executed notebooks) and ``html/``. One runner at a
         time (:func:`build_lock`).
-    bids_dir, work_dir : Path, optional
-        Input dataset and working directory; default ``work/<profile>/bids`` and
-        ``work/<profile>`` under the repository (the embedded cohort is generated there).
+    bids_dir : Path, optional
+        A BIDS dataset (yours, or a cohort that ``qt1-cohort`` wrote); it must exist. Default:
+        the digital cohort, generated (or reused) in ``<work_dir>/bids``. Chapters that need
+        what the dataset lacks (SIR images) are written unexecuted with a note saying why, and
+        the book of a user's dataset is built without treating warnings as errors.
+    work_dir : Path, optional
+        Working directory: the store of cached results and the derivatives
+        (``<work_dir>/derivatives``); default ``work/<profile>`` under the repository.
     seed : int
         Seed passed to every notebook.
     only : list of str, optional
@@ -458,12 +497,20 @@ def run_study(
     qt1lib.notebook.ParameterError
         A chapter's parameters do not match its parameters cell (checked for every chapter
         before the first one runs).
+    FileNotFoundError
+        ``bids_dir`` does not exist (a dataset is never simulated where a path was given).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     build_dir = Path(build_dir).resolve()
     work_dir = Path(work_dir or REPO_ROOT / "work" / profile).resolve()
-    bids_dir = Path(bids_dir or work_dir / "bids").resolve()
+    if bids_dir is not None:
+        bids_dir = Path(bids_dir).resolve()
+        if not bids_dir.is_dir():
+            raise FileNotFoundError(
+                f"bids_dir {bids_dir} is not a directory; give an existing BIDS dataset, or leave --bids-dir out "
+                "for the digital cohort (qt1-cohort DIR writes one)"
+            )
     with build_lock(build_dir):
         chapters = find_chapters(only=only)
         for chapter in chapters:  # fail before anything runs
@@ -472,6 +519,11 @@ def run_study(
         timings: dict[str, float] = {}
         for i, chapter in enumerate(chapters, 1):
             print(f"[{i}/{len(chapters)}] {chapter.path.name} (profile {profile})", flush=True)
+            lacking = dataset_lacks(chapter, bids_dir)
+            if lacking:
+                print(f"    not run: {lacking}", flush=True)
+                write_skipped_chapter(chapter, src / "notebooks" / chapter.path.name, lacking)
+                continue
             timings[chapter.path.name] = execute_chapter(
                 chapter, src / "notebooks" / chapter.path.name, profile, bids_dir, work_dir, seed, progress=progress
             )
@@ -480,7 +532,7 @@ def run_study(
         write_parameter_reference(src)
         html = build_dir / "html"
         if build and not only:
-            html = build_book(src, build_dir)
+            html = build_book(src, build_dir, strict=bids_dir is None)
             print(f"book: {html / 'index.html'}")
     return html
 
@@ -501,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_study(args.profile, args.build_dir, args.bids_dir, args.work_dir, args.seed, args.notebooks,
                   not args.no_book, progress=False if args.no_progress else None)
-    except (BuildDirectoryLocked, ParameterError) as error:
+    except (BuildDirectoryLocked, ParameterError, FileNotFoundError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -28,7 +28,7 @@ def smoke_build(tmp_path_factory) -> SmokeBuild:
     for chapter in study.find_chapters():
         try:
             result.timings[chapter.path.name] = study.execute_chapter(
-                chapter, result.src / "notebooks" / chapter.path.name, "smoke", work_dir / "bids", work_dir
+                chapter, result.src / "notebooks" / chapter.path.name, "smoke", None, work_dir
             )
         except Exception:  # noqa: BLE001 - reported by the test of that chapter
             result.errors[chapter.path.name] = traceback.format_exc(limit=3)

@@ -9,7 +9,8 @@ module             step
 =================  ===========================================================================
 ``dataset``        the dataset: the embedded digital cohort (``bids_dir=None``), or a dataset on
                    disk used as it is; :func:`open_workspace` returns the :class:`Workspace`
-                   every step takes (its reader settings, its subjects with SIR)
+                   every step takes (its reader settings, its subjects with SIR);
+                   :func:`open_study_workspace` the one a chapter opens from its parameters
 ``noise``          noise level: given, the cohort's, or from the image background
 ``masks``          brain mask, estimation region, segmentations, and the files they came from
 ``mp2rage``        T1 maps on the MP2RAGE grid, one store entry per estimator -> :class:`MP2RAGEMaps`
@@ -32,6 +33,7 @@ from .mp2rage import MP2RAGEMaps, T1Estimate, mp2rage_maps
 from .noise import estimate_noise_sigma, noise_sigma
 from .sir import SIRMaps, sir_maps
 from .sir_space import SIRSpaceSubject, resample_to_sir, rigid_transform, sir_space_subject
+from .study_workspace import open_study_workspace
 from .workspace import DerivativeEntry, Workspace, cached_images
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "DerivativeEntry",
     "cached_images",
     "open_workspace",
+    "open_study_workspace",
     "ensure_cohort",
     "is_cohort_folder",
     "cohort_parameters",
