@@ -28,7 +28,7 @@ def calibration_subjects(ws: Workspace, subjects: Iterable[str] | None = None) -
     ws : Workspace
         ``ws.config.calibration_input`` chooses the T1 map (default the seed's MAP MP2RAGE).
     subjects : iterable of str, optional
-        Labels without ``sub-``; default the workspace's subjects.
+        Labels without ``sub-``; default the workspace's subjects with SIR images (:attr:`Workspace.sir_subjects`).
 
     Returns
     -------
@@ -42,7 +42,7 @@ def calibration_subjects(ws: Workspace, subjects: Iterable[str] | None = None) -
     from tqdm.auto import tqdm
 
     name = ws.config.calibration_input
-    labels = list(ws.subjects) if subjects is None else list(subjects)
+    labels = list(ws.sir_subjects) if subjects is None else list(subjects)
     out = {}
     for subject in tqdm(labels, desc="calibration subjects", disable=not ws.progress):
         s = sir_space_subject(ws, subject, estimators=(name,))

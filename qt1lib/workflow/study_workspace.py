@@ -33,8 +33,9 @@ def open_study_workspace(
 
     Raises
     ------
-    FileNotFoundError
-        A ``bids_dir`` that does not exist (never a reason to simulate).
+    qt1lib.bids.BIDSValidationError
+        A ``bids_dir`` that does not exist (never a reason to simulate), or a dataset that fails
+        validation.
     """
     work_dir = Path(work_dir)
     return open_workspace(
