@@ -157,6 +157,12 @@ def qt1_parser() -> argparse.ArgumentParser:
     side.add_argument("--resample-b1", action="store_true",
                       help="resample a B1 map on another grid onto the MP2RAGE grid (trilinear)")
 
+    masks = p.add_argument_group("masks")
+    masks.add_argument("--segmentation", type=Path, metavar="PATH",
+                       help="your tissue segmentation: a derivative dataset folder or one sub-<label>_dseg.nii.gz, "
+                            "with a dseg.tsv naming its labels (default: a dseg whose dseg.tsv names its labels "
+                            "under BIDS_DIR/derivatives, else the automatic segmentation from the MNI152 template)")
+
     run = p.add_argument_group("execution")
     run.add_argument("--work-dir", type=Path, metavar="DIR",
                      help="working folder holding the cache of every result (default: OUTPUT_DIR/.work, hidden "
@@ -251,6 +257,7 @@ def parse_qt1(argv: list[str] | None = None) -> Options:
         "inversion_efficiency": a.inversion_efficiency, "number_shots": a.number_shots,
         "echo_spacing": a.echo_spacing, "bound_pool_inversion_factor": a.bound_pool_inversion_factor,
         "b1_units": a.b1_units, "resample_b1": a.resample_b1,
+        "segmentation": None if a.segmentation is None else str(a.segmentation.resolve()),
     }
     if a.calibration_input:
         changes["calibration_input"] = a.calibration_input
