@@ -159,6 +159,24 @@ def test_serial_and_dask_runs_give_byte_identical_derivatives(serial, cohort, tm
     assert parallel["dataset_description.json"] == reference["dataset_description.json"]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not VALIDATOR.is_file(), reason=f"the BIDS validator ({VALIDATOR}) is not installed")
+def test_a_users_dataset_without_truth_or_segmentation_is_mapped_into_a_valid_folder(cohort, tmp_path):
+    """The cohort's raw data of one participant alone (no derivatives/phantom, no dseg): noise from the
+    background, the automatic segmentation (qt1lib.segment), and still zero validator errors."""
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    for name in ("dataset_description.json", "README"):
+        shutil.copy(cohort / name, bids / name)
+    shutil.copytree(cohort / "sub-01", bids / "sub-01")
+    out = tmp_path / "out"
+    assert _qt1(bids, out, "participant", "--n-workers", 1, *SMOKE) == EXIT_OK
+    assert (out / "sub-01" / "anat" / "sub-01_dseg.nii.gz").is_file()
+    assert (out / "sub-01" / "anat" / "sub-01_space-SIR_desc-LUT_T1map.nii.gz").is_file()
+    errors = [(i["code"], i.get("location")) for i in _validate(out)["issues"]["issues"] if i["severity"] == "error"]
+    assert errors == []
+
+
 def _mp2rage_only(cohort: Path, target: Path, subject: str = "01") -> Path:
     """A copy whose participant ``subject`` has two inversions: inv-3 removed with every trace of it."""
     shutil.copytree(cohort, target)
