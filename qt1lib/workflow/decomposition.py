@@ -244,7 +244,9 @@ def decompose_subject(ws: Workspace, subject: str, estimators: Iterable[str] | N
             ])
             return {"terms": stack}
 
-        entry = {"terms": DerivativeEntry("T1map", f"{estimator.desc}terms", "SIR", units="s")}
+        entry = {"terms": DerivativeEntry("T1map", f"{estimator.desc}terms", "SIR", units="s", skull_stripped=True,
+                                          description=f"{estimator.label}: bias terms (s), one volume per term of TERMS; "
+                                                      "NaN outside the estimation region")}
         maps, _ = cached_images(
             ws, subject, "bias_terms", entry, params, affine, compute, inputs=[*ws.cohort_inputs(), *truth_inputs],
             modules=(__name__, "qt1lib.phantom", "qt1lib.estimate.b1_sensitivity", *estimator.modules),
