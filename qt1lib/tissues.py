@@ -375,23 +375,22 @@ def read_dseg_tsv(path: str | Path) -> dict[int, Tissue]:
     Raises
     ------
     ValueError
-        If the columns are missing, a name is not a known tissue, a tissue or index appears twice,
-        or an index differs from the registry's label (this study's label convention is fixed).
+        As :func:`read_dseg_mapping` (missing columns, an unknown name, an index twice), and when
+        a row names grey matter as one class or the background, or an index differs from the
+        registry's label (this study's label convention is fixed).
     """
     path = Path(path)
+    mapping = read_dseg_mapping(path)
+    others = mapping.grey_matter + mapping.background
+    if others:
+        raise ValueError(f"{path}: indices {list(others)} name grey matter as one class or the background, "
+                         "which this study's label convention does not have")
     out: dict[int, Tissue] = {}
-    for row in _read_rows(path):
-        tissue = by_any_name(row["name"])
-        try:
-            index = int(row["index"])
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: index {row['index']!r} of {row['name']!r} is not an integer") from None
+    for index, tissue in mapping.tissues.items():
         if index != tissue.label:
             raise ValueError(
-                f"{path}: {row['name']!r} has index {index}, but the study labels {tissue.name} as {tissue.label} "
+                f"{path}: {tissue.bids_label!r} has index {index}, but the study labels {tissue.name} as {tissue.label} "
                 f"({', '.join(f'{t.label} {t.name}' for t in ALL)})"
             )
-        if index in out:
-            raise ValueError(f"{path}: tissue {tissue.name} appears twice")
         out[index] = tissue
     return out
