@@ -142,6 +142,11 @@ class CohortConfig:
         Head-position change between the MP3RAGE and SIR sessions.
     bound_pool : bool
         False simulates single-pool tissue (PSR = 0).
+    physics : str
+        The cohort's tissue physics, a key of :data:`qt1lib.phantom.physics.COHORT_PHYSICS`:
+        ``"literature"`` (default: 7 T pool sizes from the measured fast IR fraction, R1m != R1f,
+        Bloch inversion efficiency per tissue, an SIR readout that leaves some free-pool Mz) or
+        ``"conservative"`` (the cohort before issue 9).
     """
 
     profile: str = "quick"
@@ -155,9 +160,15 @@ class CohortConfig:
     b1_noise: float = 0.02
     motion: bool = True
     bound_pool: bool = True
+    physics: str = "literature"
 
     def __post_init__(self) -> None:
         _check_profile(self.profile)
+        from .phantom.physics import cohort_physics
+
+        if not isinstance(self.physics, str):
+            raise ValueError(f"physics must be a name, got {self.physics!r}")
+        cohort_physics(self.physics)
         for name in ("voxel_size", "sir_voxel_size"):
             value = getattr(self, name)
             if (
@@ -200,6 +211,7 @@ class CohortConfig:
             "b1_noise": self.b1_noise,
             "motion": self.motion,
             "bound_pool": self.bound_pool,
+            "physics": self.physics,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -58,9 +58,9 @@ from ..config import VOXEL_SIZES
 from ..io import atomic_write_bytes, load_json, save_json, save_nifti, save_tsv
 from ..protocols import SEED_7T_MP3RAGE, MPnRAGEProtocol
 from ..protocols_sir import DORTCH_2018_SIR, SIRProtocol
-from ..sequences.twopool import TISSUES_7T
 from ..validate import require_integer
 from .fields import RigidMotion
+from .physics import DEFAULT_PHYSICS, cohort_physics
 from .simulate import (
     SimulationSettings,
     SpaceTruth,
@@ -86,7 +86,7 @@ __all__ = [
 SIR_7T = DORTCH_2018_SIR.with_changes(name="Dortch-2018-SIR-7T", field_strength=7.0)
 
 #: Bumped whenever the written layout or the simulation changes meaning.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 _PHANTOM = Path("derivatives") / "phantom"
 _OWNED = ("dataset_description.json", "participants.tsv", "participants.json", "README", "derivatives")
@@ -128,10 +128,12 @@ def cohort_settings(
     b1_noise: float = 0.02,
     motion: bool = True,
     bound_pool: bool = True,
+    physics: str = DEFAULT_PHYSICS,
 ) -> SimulationSettings:
     """Simulation settings of a profile, with overrides (arguments as :func:`make_cohort`)."""
     if profile not in VOXEL_SIZES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(VOXEL_SIZES)}")
+    setting = cohort_physics(physics)
     sizes = VOXEL_SIZES[profile]
     return SimulationSettings(
         voxel_size=tuple(float(v) for v in (voxel_size or sizes["voxel_size"])),
@@ -143,7 +145,10 @@ def cohort_settings(
         b1_noise=float(b1_noise),
         motion=bool(motion),
         bound_pool=bool(bound_pool),
-        tissues=dict(TISSUES_7T),
+        tissues=dict(setting.tissues),
+        inversion=setting.inversion,
+        sir_readout_residual=setting.sir_readout_residual,
+        physics=setting.name,
     )
 
 
@@ -176,6 +181,9 @@ def _parameters(settings: SimulationSettings, profile: str, seed: int, anatomy_s
         "rotation_sd_deg": settings.rotation_sd_deg,
         "translation_sd_mm": settings.translation_sd_mm,
         "bound_pool": settings.bound_pool,
+        "physics": settings.physics,
+        "inversion": settings.inversion,
+        "sir_readout_residual": settings.sir_readout_residual,
         "protocol": protocol,
         "sir_protocol": sir_protocol,
         "tissues": tissues,
@@ -198,6 +206,7 @@ def make_cohort(
     b1_noise: float = 0.02,
     motion: bool = True,
     bound_pool: bool = True,
+    physics: str = DEFAULT_PHYSICS,
     progress: bool = True,
 ) -> Cohort:
     """Write the digital cohort as a BIDS dataset.
@@ -240,6 +249,9 @@ def make_cohort(
         Head-position change between the sessions.
     bound_pool : bool
         False simulates single-pool tissue (PSR = 0).
+    physics : str
+        The tissue-physics setting (:data:`qt1lib.phantom.physics.COHORT_PHYSICS`): ``"literature"``
+        (default) or ``"conservative"`` (the cohort before issue 9).
     progress : bool
         Show a progress bar (tqdm).
 
@@ -265,6 +277,7 @@ def make_cohort(
         b1_noise=b1_noise,
         motion=motion,
         bound_pool=bound_pool,
+        physics=physics,
     )
     bids_dir = Path(bids_dir)
     parameters = _parameters(settings, profile, seed, anatomy_seed, n_subjects)

@@ -16,6 +16,7 @@ below the noise of the images (about 1e-3 M0 at 2 mm).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage
@@ -23,11 +24,12 @@ from scipy import ndimage
 from ..protocols import MPnRAGEProtocol
 from ..protocols_sir import SIRProtocol
 from ..sequences.sir import sir_signal
-from ..sequences.twopool import gre_signals_twopool
+from ..sequences.twopool import SIEMENS_HS_INVERSION, HyperbolicSecantPulse, gre_signals_twopool
 from .tissues import TissueMaps
 
 __all__ = [
     "TissueSignalFn",
+    "INVERSION_MODELS",
     "SIR_INVERSION_AMPLITUDE",
     "mpnrage_tissue_signals",
     "sir_tissue_signals",
@@ -51,31 +53,62 @@ TABLE_STEPS = {"log_r1f": 0.01, "log_psr": 0.02, "b1": 0.02}
 TABLE_PAD = 3
 
 
-def mpnrage_tissue_signals(protocol: MPnRAGEProtocol) -> TissueSignalFn:
+#: How the data's adiabatic inversion acts on the free pool: ``"protocol"``, the protocol's constant
+#: ``inversion_efficiency`` (what the estimators assume); ``"bloch"``, each tissue's efficiency from a
+#: Bloch simulation of the inversion pulse with its T1f and T2f at the voxel's B1+.
+INVERSION_MODELS = ("protocol", "bloch")
+
+
+def mpnrage_tissue_signals(
+    protocol: MPnRAGEProtocol, inversion: str = "protocol", pulse: HyperbolicSecantPulse = SIEMENS_HS_INVERSION
+) -> TissueSignalFn:
     """Exact two-pool MP2RAGE/MP3RAGE signals (:func:`qt1lib.sequences.twopool.gre_signals_twopool`).
 
     Its defaults: super-Lorentzian bound pool with T2m = 12 us, excitation pulses of
     :data:`~qt1lib.sequences.twopool.EXCITATION_DURATION_DEFAULT`, the Siemens hyperbolic-secant
-    adiabatic inversion (see that module for the sources).
+    adiabatic inversion (see that module for the sources). The tissue's R1m comes with its maps.
+
+    Parameters
+    ----------
+    protocol : MPnRAGEProtocol
+        The acquisition.
+    inversion : {"protocol", "bloch"}
+        The free pool's inversion efficiency (:data:`INVERSION_MODELS`). With ``"bloch"``, classes
+        without a T2f keep the protocol's efficiency.
+    pulse : HyperbolicSecantPulse
+        The inversion pulse (bound-pool saturation, and the Bloch simulation).
     """
+    if inversion not in INVERSION_MODELS:
+        raise ValueError(f"inversion must be one of {INVERSION_MODELS}, got {inversion!r}")
 
     def signals(maps: TissueMaps, b1: np.ndarray) -> np.ndarray:
-        return gre_signals_twopool(maps.r1f, maps.psr, protocol, b1, kmf=maps.kmf)
+        efficiency = None
+        if inversion == "bloch" and maps.inversion_relaxation is not None:
+            efficiency = pulse.free_pool_efficiency(*maps.inversion_relaxation, b1)
+        return gre_signals_twopool(
+            maps.r1f, maps.psr, protocol, b1, kmf=maps.kmf, r1m=maps.r1m,
+            inversion_pulse=pulse, free_inversion_efficiency=efficiency,
+        )
 
     return signals
 
 
-def sir_tissue_signals(protocol: SIRProtocol) -> TissueSignalFn:
+def sir_tissue_signals(protocol: SIRProtocol, readout_residual: float = 0.0) -> TissueSignalFn:
     """Exact signed two-pool SIR signals (:func:`qt1lib.sequences.sir.sir_signal`).
 
     The free-pool inversion factor is that of a hard pulse scaled by the local B1+,
     ``Sf = SIR_INVERSION_AMPLITUDE cos(pi B1)``; the macromolecular factor is the protocol's Sm
-    everywhere (its weak B1+ dependence is neglected, as SIR fits do).
+    everywhere (its weak B1+ dependence is neglected, as SIR fits do). The tissue's R1m comes
+    with its maps; ``readout_residual`` is the fraction of the free pool's equilibrium left by the
+    readout before each delay (0: the fully saturating readout the SIR fit assumes).
     """
 
     def signals(maps: TissueMaps, b1: np.ndarray) -> np.ndarray:
         sf = SIR_INVERSION_AMPLITUDE * np.cos(np.pi * np.asarray(b1))
-        return sir_signal(maps.r1f, maps.psr, sf, protocol, kmf=maps.kmf, magnitude=False)
+        return sir_signal(
+            maps.r1f, maps.psr, sf, protocol, kmf=maps.kmf, r1m=maps.r1m,
+            readout_residual=readout_residual, magnitude=False,
+        )
 
     return signals
 
@@ -132,7 +165,8 @@ def tabulated(signal_fn: TissueSignalFn, min_voxels: int = 5000) -> TissueSignal
         psr_nodes = grids[1] if grids[1] is not None else psr.flat[0:1]
         b1_nodes = grids[2] if grids[2] is not None else b1.flat[0:1]
         table = signal_fn(
-            TissueMaps(
+            replace(
+                maps,
                 r1f=r1f_nodes[:, None, None],
                 psr=psr_nodes[None, :, None],
                 kmf=kmf.flat[0],

@@ -49,7 +49,8 @@ from .fields import (
     points_of,
     random_rigid_motion,
 )
-from .signals import TissueSignalFn, mpnrage_tissue_signals, sir_tissue_signals, tabulated
+from ..sequences.sir import SIR_READOUT_RESIDUAL_ASSUMED
+from .signals import INVERSION_MODELS, TissueSignalFn, mpnrage_tissue_signals, sir_tissue_signals, tabulated
 from .tissues import TissueMaps, TissueVariation
 
 __all__ = [
@@ -126,6 +127,16 @@ class SimulationSettings:
         False sets PSR = 0 everywhere (single-pool tissue).
     tissues : dict of str to TwoPoolTissue
         Default tissue parameters per class.
+    inversion : {"protocol", "bloch"}
+        How the MP3RAGE inversion acts on the free pool (:data:`~qt1lib.phantom.signals.INVERSION_MODELS`).
+    sir_readout_residual : float
+        Free-pool Mz the SIR readout leaves, as a fraction of its equilibrium, in [0, 1).
+    physics : str
+        Name of the :mod:`~qt1lib.phantom.physics` setting the three fields above came from
+        (recorded in the cohort's parameters; "custom" when they were set by hand).
+
+    The defaults of ``tissues``, ``inversion`` and ``sir_readout_residual`` are those of the
+    ``literature`` setting (:data:`qt1lib.phantom.physics.COHORT_PHYSICS`).
     """
 
     voxel_size: tuple[float, float, float]
@@ -142,8 +153,15 @@ class SimulationSettings:
     translation_sd_mm: float = 2.0
     bound_pool: bool = True
     tissues: dict[str, TwoPoolTissue] = field(default_factory=lambda: dict(TISSUES_7T))
+    inversion: str = "bloch"
+    sir_readout_residual: float = SIR_READOUT_RESIDUAL_ASSUMED
+    physics: str = "literature"
 
     def __post_init__(self) -> None:
+        if self.inversion not in INVERSION_MODELS:
+            raise ValueError(f"inversion must be one of {INVERSION_MODELS}, got {self.inversion!r}")
+        if not (0.0 <= self.sir_readout_residual < 1.0):
+            raise ValueError(f"sir_readout_residual must lie in [0, 1), got {self.sir_readout_residual!r}")
         for name in ("snr", "sir_snr"):
             v = getattr(self, name)
             if not (v > 0) or np.isnan(v):
@@ -274,7 +292,7 @@ class SubjectModel:
         """Two-pool parameters of ``tissue`` at ``where`` (PSR = 0 without bound pool)."""
         maps = self.tissues.evaluate(tissue, where)
         if not self.bound_pool:
-            maps = TissueMaps(r1f=maps.r1f, psr=np.zeros_like(maps.psr), kmf=maps.kmf, m0f=maps.m0f)
+            maps = maps.without_bound_pool()
         return maps
 
 
@@ -374,7 +392,7 @@ def mix_signals(
         if not sel.any():
             continue
         maps = model.tissue(tissue, where)
-        maps = TissueMaps(*(np.broadcast_to(getattr(maps, p), shape)[sel] for p in ("r1f", "psr", "kmf", "m0f")))
+        maps = maps.select(shape, sel)
         weight = fractions[c][sel] * maps.m0f
         signal[:, sel] += weight * signal_fn(maps, b1[sel])
         pd[sel] += weight
@@ -472,7 +490,7 @@ def simulate_subject(settings: SimulationSettings, model: SubjectModel, seed: in
     fractions = model.fractions(grid, settings.voxel_size)
     b1 = model.b1(grid)
     protocol = settings.protocol
-    signal_fn = tabulated(mpnrage_tissue_signals(protocol))
+    signal_fn = tabulated(mpnrage_tissue_signals(protocol, settings.inversion))
     mixed = mix_signals(model, fractions, grid, b1, signal_fn, protocol.n_readouts)
     noise = _complex_noise(rng_for(seed, model.index, "noise-mp2rage"), mixed.signal.shape, settings.noise_sigma("mp2rage"))
     gre = mixed.signal * model.receive_field("mp2rage", grid) + noise
@@ -492,7 +510,8 @@ def simulate_subject(settings: SimulationSettings, model: SubjectModel, seed: in
     sir_b1 = model.b1(sir_pts)
     sir_protocol = settings.sir_protocol
     sir_mixed = mix_signals(
-        model, sir_fractions, sir_pts, sir_b1, sir_tissue_signals(sir_protocol), sir_protocol.n_samples
+        model, sir_fractions, sir_pts, sir_b1, sir_tissue_signals(sir_protocol, settings.sir_readout_residual),
+        sir_protocol.n_samples,
     )
     sir_complex = sir_mixed.signal * model.receive_field("sir", sir_grid)
     noise = _complex_noise(rng_for(seed, model.index, "noise-sir"), sir_complex.shape, settings.noise_sigma("sir"))

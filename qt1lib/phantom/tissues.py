@@ -19,7 +19,7 @@ subjects and regions), more for PSR, the noisier and more region-dependent quant
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,12 +58,28 @@ class TissueMaps:
         Exchange rate m -> f (s^-1).
     m0f : ndarray
         Free-pool proton density (relative to CSF).
+    r1m : float, optional
+        Macromolecular-pool R1 of the class (s^-1); None: ``R1m = R1f`` in every voxel.
+    inversion_relaxation : (float, float), optional
+        The class's free-pool (T1f, T2f) (s) for the adiabatic inversion's Bloch simulation
+        (:meth:`qt1lib.sequences.twopool.HyperbolicSecantPulse.free_pool_efficiency`); None: the
+        protocol's constant efficiency.
     """
 
     r1f: np.ndarray
     psr: np.ndarray
     kmf: np.ndarray
     m0f: np.ndarray
+    r1m: float | None = None
+    inversion_relaxation: tuple[float, float] | None = None
+
+    def select(self, shape: tuple[int, ...], where: np.ndarray) -> TissueMaps:
+        """The voxel-wise maps broadcast to ``shape`` and indexed by ``where`` (class constants kept)."""
+        return replace(self, **{p: np.broadcast_to(getattr(self, p), shape)[where] for p in PARAMETERS})
+
+    def without_bound_pool(self) -> TissueMaps:
+        """The same tissue with PSR = 0 (single-pool)."""
+        return replace(self, psr=np.zeros_like(self.psr))
 
 
 @dataclass(frozen=True)
@@ -147,7 +163,8 @@ class TissueVariation:
             if j in varying:
                 log_value = log_value + self.within_sd[p] * values[varying.index(j)]
             out[p] = getattr(default, p) * np.exp(log_value)
-        return TissueMaps(**out)
+        relaxation = None if default.t2f is None else (default.t1f, default.t2f)
+        return TissueMaps(**out, r1m=default.r1m, inversion_relaxation=relaxation)
 
     def subject_means(self) -> dict[str, dict[str, float]]:
         """Class -> parameter -> the subject's median value (default times its multiplier)."""

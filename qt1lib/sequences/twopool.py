@@ -36,6 +36,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..protocols import MPnRAGEProtocol
+from .bloch import free_pool_inversion
 from .chain import AffineMap
 from .mpnrage import mpnrage_signals
 
@@ -48,6 +49,7 @@ __all__ = [
     "exchange_matrix",
     "expm_2x2",
     "relaxation_map",
+    "ir_fast_fraction",
     "HyperbolicSecantPulse",
     "SIEMENS_HS_INVERSION",
     "excitation_bound_fraction",
@@ -55,6 +57,10 @@ __all__ = [
     "gre_signals_twopool",
     "TwoPoolTissue",
     "TISSUES_7T",
+    "TISSUES_7T_CONSERVATIVE",
+    "RIOUX_2016_WM_FAST_FRACTION",
+    "R1M_CONVENTION",
+    "T2F_7T",
 ]
 
 #: Exchange rate from the macromolecular to the free pool (s^-1) that SIR fits fix for human
@@ -198,6 +204,40 @@ def relaxation_map(r1f, r1m, psr, kmf, m0f, t: float) -> AffineMap:
     return AffineMap(A, b)
 
 
+def ir_fast_fraction(r1f, psr, kmf=KMF_HUMAN_BRAIN, r1m=None, free_efficiency=1.0, bound_fraction=1.0) -> np.ndarray:
+    """Fraction of the free pool's inversion recovery carried by the fast (exchange) component.
+
+    After an inversion from equilibrium (``Mf -> -eff M0f``, ``Mm -> s M0m``) the free pool recovers
+    as ``Mf(t) = M0f + a_fast exp(-R1+ t) + a_slow exp(-R1- t)`` (Gochberg & Gore 2007, MRM 57:437;
+    Li et al. 2010, MRM 64:491, eqs. 3-5). With the eigenvalues ``lam_slow = -R1-`` and
+    ``lam_fast = -R1+`` of the exchange matrix ``L`` (:func:`exchange_matrix`) and ``x = M(0) - M0``,
+    the spectral projectors of ``L`` give ``a_fast = ((l11 - lam_slow) x_f + l12 x_m) / (lam_fast -
+    lam_slow)`` and ``a_slow = ((l11 - lam_fast) x_f + l12 x_m) / (lam_slow - lam_fast)``. This returns
+    ``a_fast / (a_fast + a_slow)``: the "short T1 component" fraction that a bi-exponential fit of an
+    inversion recovery reports (Rioux et al. 2016, MRM 75:2265: 11 % in WM at 7 T).
+
+    Parameters
+    ----------
+    r1f, psr, kmf, r1m : array_like
+        Tissue (see :class:`TwoPool`); ``r1m`` default ``R1f``.
+    free_efficiency : array_like, default 1
+        The inversion's efficiency on the free pool.
+    bound_fraction : array_like, default 1
+        The factor it applies to Mzm (e.g. :meth:`HyperbolicSecantPulse.bound_fraction`).
+    """
+    r1f = np.asarray(r1f, dtype=float)
+    r1m = r1f if r1m is None else np.asarray(r1m, dtype=float)
+    l11, l12, l21, l22 = exchange_matrix(r1f, r1m, psr, kmf)
+    half_trace, det = (l11 + l22) / 2, l11 * l22 - l12 * l21
+    root = np.sqrt(np.maximum(half_trace**2 - det, 0.0))
+    lam_slow, lam_fast = half_trace + root, half_trace - root
+    x_f = -np.asarray(free_efficiency, dtype=float) - 1.0
+    x_m = (np.asarray(bound_fraction, dtype=float) - 1.0) * np.asarray(psr, dtype=float)
+    a_fast = ((l11 - lam_slow) * x_f + l12 * x_m) / (lam_fast - lam_slow)
+    a_slow = ((l11 - lam_fast) * x_f + l12 * x_m) / (lam_slow - lam_fast)
+    return a_fast / (a_fast + a_slow)
+
+
 # ---------------------------------------------------------------------------------- RF pulses
 @dataclass(frozen=True)
 class HyperbolicSecantPulse:
@@ -249,6 +289,50 @@ class HyperbolicSecantPulse:
         if np.isnan(b1).any() or (b1 < 0).any():
             raise ValueError("b1 (relative B1+) must be >= 0 and not NaN")
         return np.exp(-(b1**2) * _hs_saturation_exponent(self, float(t2m), kind))
+
+    def amplitude(self, t: np.ndarray) -> np.ndarray:
+        """``omega1(t)`` (rad/s) at B1+ = 1."""
+        return self.omega1_max / np.cosh(self.beta * (np.asarray(t, dtype=float) - self.duration / 2))
+
+    def sweep(self, t: np.ndarray) -> np.ndarray:
+        """``Delta omega(t)`` (rad/s), the frequency sweep."""
+        return -self.mu * self.beta * np.tanh(self.beta * (np.asarray(t, dtype=float) - self.duration / 2))
+
+    def free_pool_efficiency(self, t1: float, t2: float, b1: np.ndarray | float = 1.0) -> np.ndarray:
+        """Inversion efficiency ``-Mz(T)/M0`` of the free pool, from a Bloch simulation of the pulse.
+
+        :func:`qt1lib.sequences.bloch.free_pool_inversion` on resonance, with the tissue's free-pool
+        T1 and T2 (relaxation during the pulse), tabulated once per (pulse, T1, T2) on B1+ from 0 to
+        :data:`EFFICIENCY_TABLE_B1_MAX` in steps of :data:`EFFICIENCY_TABLE_B1_STEP` and
+        interpolated linearly (error below 1e-4 for this pulse: ``tests/test_bloch.py``).
+
+        Parameters
+        ----------
+        t1, t2 : float
+            Free-pool relaxation times (s).
+        b1 : array_like
+            Relative B1+, in [0, EFFICIENCY_TABLE_B1_MAX].
+        """
+        b1 = np.asarray(b1, dtype=float)
+        if np.isnan(b1).any() or (b1 < 0).any() or (b1 > EFFICIENCY_TABLE_B1_MAX).any():
+            raise ValueError(f"b1 (relative B1+) must lie in [0, {EFFICIENCY_TABLE_B1_MAX}] and not be NaN")
+        nodes, table = _hs_efficiency_table(self, float(t1), float(t2))
+        return np.interp(b1, nodes, table)
+
+
+#: B1+ range and step of :meth:`HyperbolicSecantPulse.free_pool_efficiency`'s table, and the time
+#: steps of its Bloch simulation (1000 steps of 10 us change the efficiency by < 1e-6 against 16000).
+EFFICIENCY_TABLE_B1_MAX, EFFICIENCY_TABLE_B1_STEP, EFFICIENCY_TABLE_STEPS = 2.5, 0.005, 1000
+
+
+@lru_cache(maxsize=64)
+def _hs_efficiency_table(pulse: HyperbolicSecantPulse, t1: float, t2: float) -> tuple[np.ndarray, np.ndarray]:
+    nodes = np.arange(0.0, EFFICIENCY_TABLE_B1_MAX + EFFICIENCY_TABLE_B1_STEP / 2, EFFICIENCY_TABLE_B1_STEP)
+    table = free_pool_inversion(
+        pulse.amplitude, pulse.sweep, pulse.duration, t1, t2, np.maximum(nodes, 1e-9), n_steps=EFFICIENCY_TABLE_STEPS
+    )
+    table.setflags(write=False)
+    return nodes, table
 
 
 @lru_cache(maxsize=32)
@@ -328,6 +412,10 @@ class TwoPool:
         Transverse relaxation time of the macromolecular pool (s).
     lineshape : str, default "super-lorentzian"
         Absorption lineshape of the macromolecular pool (see :func:`lineshape`).
+    free_inversion_efficiency : array_like, optional
+        Efficiency of the inversion on the free pool (``Mzf -> -eff Mzf``) in (0, 1], per voxel (e.g.
+        :meth:`HyperbolicSecantPulse.free_pool_efficiency`). Default: the protocol's
+        ``inversion_efficiency``, whatever the tissue.
     inversion_bound_fraction : array_like, default 1 (bound pool untouched)
         Factor the adiabatic inversion applies to Mzm, in [-1, 1]: compute it from the inversion
         pulse and the voxel's B1+ with :meth:`HyperbolicSecantPulse.bound_fraction` (in (0, 1],
@@ -351,6 +439,7 @@ class TwoPool:
         t2m: float = T2M_DEFAULT,
         lineshape: str = "super-lorentzian",
         inversion_bound_fraction=1.0,
+        free_inversion_efficiency=None,
     ):
         self.r1f = _param("r1f (s^-1)", r1f)
         self.psr = _param("psr (M0m/M0f)", psr, allow_equal=True)
@@ -361,13 +450,21 @@ class TwoPool:
         if (frac > 1).any():
             raise ValueError("inversion_bound_fraction must lie in [-1, 1]")
         self.inversion_bound_fraction = frac
+        if free_inversion_efficiency is None:
+            self.free_inversion_efficiency = None
+        else:
+            eff = np.asarray(free_inversion_efficiency, dtype=float)
+            if np.isnan(eff).any() or (eff <= 0).any() or (eff > 1).any():
+                raise ValueError("free_inversion_efficiency must lie in (0, 1] and not be NaN")
+            self.free_inversion_efficiency = eff
         if lineshape not in LINESHAPES:
             raise ValueError(f"unknown lineshape {lineshape!r}; expected one of {LINESHAPES}")
         self.t2m = float(_param("t2m (s)", t2m))
         self.lineshape = lineshape
         try:
             self.batch_shape = np.broadcast_shapes(
-                *(a.shape for a in (self.r1f, self.psr, self.kmf, self.r1m, self.m0f, frac))
+                *(a.shape for a in (self.r1f, self.psr, self.kmf, self.r1m, self.m0f, frac)),
+                *(() if self.free_inversion_efficiency is None else (self.free_inversion_efficiency.shape,)),
             )
         except ValueError:
             raise ValueError("two-pool parameters have shapes that do not broadcast together") from None
@@ -381,6 +478,8 @@ class TwoPool:
         return _diagonal(np.cos(alpha), fm, self.batch_shape)
 
     def invert(self, efficiency: float) -> AffineMap:
+        if self.free_inversion_efficiency is not None:
+            efficiency = self.free_inversion_efficiency
         return _diagonal(np.asarray(-efficiency, dtype=float), self.inversion_bound_fraction, self.batch_shape)
 
     def observed(self, m: np.ndarray) -> np.ndarray:
@@ -407,6 +506,7 @@ def gre_signals_twopool(
     lineshape: str = "super-lorentzian",
     pulse_duration: float = EXCITATION_DURATION_DEFAULT,
     inversion_pulse: HyperbolicSecantPulse | float = SIEMENS_HS_INVERSION,
+    free_inversion_efficiency=None,
 ) -> np.ndarray:
     """Two-pool steady-state GRE signals of an MP2RAGE / MP3RAGE protocol (units of M0f).
 
@@ -427,6 +527,9 @@ def gre_signals_twopool(
         Adiabatic inversion, whose bound-pool saturation is computed at each voxel's B1+; or a
         number in [-1, 1], the factor the inversion applies to Mzm whatever B1+ (1: untouched,
         0: fully saturated, negative: inverted, a thought experiment).
+    free_inversion_efficiency : array_like, optional
+        The inversion's efficiency on the free pool per voxel, in (0, 1]; default the protocol's
+        ``inversion_efficiency`` (see :class:`TwoPool`).
 
     Returns
     -------
@@ -448,7 +551,7 @@ def gre_signals_twopool(
         fraction = inversion_pulse.bound_fraction(b1, t2m, lineshape)
     else:
         fraction = inversion_pulse
-    model = TwoPool(r1f, psr, kmf, r1m, m0f, t2m, lineshape, fraction)
+    model = TwoPool(r1f, psr, kmf, r1m, m0f, t2m, lineshape, fraction, free_inversion_efficiency)
     return mpnrage_signals(model, protocol, np.broadcast_to(b1, shape), pulse_duration)
 
 
@@ -471,6 +574,12 @@ class TwoPoolTissue:
         Relative free-water proton density (CSF = 1).
     source : str
         Where each number comes from.
+    r1m : float, optional
+        Macromolecular-pool R1 (s^-1); None: ``R1m = R1f`` (the SIR fits' constraint).
+    t2f : float, optional
+        Free-pool T2 (s), which sets the adiabatic inversion's efficiency on the free pool in a
+        Bloch simulation (:meth:`HyperbolicSecantPulse.free_pool_efficiency`); None: the tissue
+        takes the protocol's constant efficiency.
     """
 
     name: str
@@ -479,6 +588,20 @@ class TwoPoolTissue:
     kmf: float
     m0f: float
     source: str = field(default="", compare=False)
+    r1m: float | None = None
+    t2f: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("r1f", "kmf", "m0f"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"TwoPoolTissue.{name} must be positive and finite, got {value!r}")
+        if not (np.isfinite(self.psr) and self.psr >= 0):
+            raise ValueError(f"TwoPoolTissue.psr must be >= 0 and finite, got {self.psr!r}")
+        for name in ("r1m", "t2f"):
+            value = getattr(self, name)
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise ValueError(f"TwoPoolTissue.{name} must be positive and finite or None, got {value!r}")
 
     @property
     def t1f(self) -> float:
@@ -488,55 +611,126 @@ class TwoPoolTissue:
 
 _KMF_SRC = "kmf 14.5 s^-1: SIR-qMT toolbox fixed value for human brain"
 _PD_SRC = "relative proton density: DESIGN.md 4.4 starting value (not verified against a paper)"
+_WM_R1F_SRC = "R1f = 1/1.349 s: long T1 component of WM at 7 T, Rioux et al. 2016 (MRM 75:2265, abstract)"
+_SGM_R1F_SRC = (
+    "R1f = 1/1.664 s: mean of putamen (1.644 s) and caudate head (1.684 s) T1 at 7 T, Wright et al. "
+    "2008 (MAGMA 21:121, abstract; mono-exponential MPRAGE fit, so slightly MT-weighted)"
+)
+_CGM_R1F_SRC = "R1f = 1/1.939 s: cortical GM T1 at 7 T, Wright et al. 2008 (MAGMA 21:121, abstract)"
+_CSF_SRC = (
+    "T1 4.4 s: DESIGN.md 4.4 starting value (recalled from Rooney et al. 2007, MRM 57:308; not verified "
+    "here); PSR 0: no macromolecules"
+)
 
-#: Default 7 T two-pool tissue parameters for the digital cohort. The tissue registry
-#: (:attr:`qt1lib.tissues.Tissue.twopool`) points at these entries; this module must not import it.
+#: The cohort's 7 T tissue physics before issue 9 ("conservative"): 3 T pool size ratios and
+#: ``R1m = R1f``; the tissues take the protocol's inversion efficiency (no ``t2f``).
+TISSUES_7T_CONSERVATIVE: dict[str, TwoPoolTissue] = {
+    "WM": TwoPoolTissue(
+        "WM", r1f=1.0 / 1.349, psr=0.114, kmf=KMF_HUMAN_BRAIN, m0f=0.69,
+        source=(
+            f"{_WM_R1F_SRC}; PSR 0.114: WM at 3 T, Dortch et al. 2011 (MRM 66:1346, abstract), assumed field "
+            f"independent; {_KMF_SRC}; {_PD_SRC}"
+        ),
+    ),
+    "subcortical_GM": TwoPoolTissue(
+        "subcortical_GM", r1f=1.0 / 1.664, psr=0.09, kmf=KMF_HUMAN_BRAIN, m0f=0.8,
+        source=(
+            f"{_SGM_R1F_SRC}; PSR 0.09: assumption between the WM and GM values of Dortch et al. 2011 "
+            f"(DESIGN.md 4.4 starting value); {_KMF_SRC}; {_PD_SRC}"
+        ),
+    ),
+    "cortical_GM": TwoPoolTissue(
+        "cortical_GM", r1f=1.0 / 1.939, psr=0.075, kmf=KMF_HUMAN_BRAIN, m0f=0.8,
+        source=f"{_CGM_R1F_SRC}; PSR 0.075: GM at 3 T, Dortch et al. 2011 (abstract); {_KMF_SRC}; {_PD_SRC}",
+    ),
+    "CSF": TwoPoolTissue("CSF", r1f=1.0 / 4.4, psr=0.0, kmf=KMF_HUMAN_BRAIN, m0f=1.0, source=f"{_CSF_SRC}; {_PD_SRC}"),
+}
+
+#: Fast ("short T1") component of the WM inversion recovery at 7 T: 11 % (with T1 = 57 ms; the long
+#: component 1349 ms, 89 %), Rioux et al. 2016 (MRM 75:2265, abstract; IR-FSE with 13 TIs and an
+#: adiabatic inversion). At 3 T they report 9 %, so (0.09, 0.13) is kept as the cited range.
+RIOUX_2016_WM_FAST_FRACTION = 0.11
+RIOUX_2016_WM_FAST_FRACTION_RANGE = (0.09, 0.13)
+
+#: Macromolecular-pool R1 (s^-1) where it is not constrained to R1f: 1 s^-1, the value qMT fits
+#: fix by convention (Henkelman et al. 1993, MRM 29:759; Sled & Pike 2001, MRM 46:923). At 7 T it
+#: is an assumption: Wang et al. 2020 (NeuroImage 213:116700) infer a macromolecular T1 in WM that
+#: grows with B0, and Assländer & Flassbeck 2024 (arXiv:2409.05318) find fits with R1m != R1f
+#: explain most of the literature's T1 variability.
+R1M_CONVENTION = 1.0
+
+#: Free-pool T2 (s) at 7 T for the inversion's Bloch simulation: 45 ms in WM and GM, qMRLab's 7 T
+#: default tissue parameters for its adiabatic-inversion simulation (qMRLab/qMRLab commit 07a79ba,
+#: ``src/Models_Functions/adiabatic_inv/pulseDefaultParams/AI_defaultTissueParams.m``, ``T2a``;
+#: not further sourced there). CSF 1 s: assumption (long; the efficiency changes by < 0.01
+#: between 0.5 and 2 s for this pulse).
+T2F_7T: dict[str, float] = {"WM": 45e-3, "subcortical_GM": 45e-3, "cortical_GM": 45e-3, "CSF": 1.0}
+
+
+def _wm_psr_for_fast_fraction(fraction: float) -> float:
+    """The WM pool size ratio whose modelled fast IR fraction is ``fraction`` (Rioux et al. 2016).
+
+    The fraction of :func:`ir_fast_fraction` after the Siemens HS inversion at B1+ = 1 (free pool:
+    Bloch efficiency with T1f, T2f; bound pool: :meth:`HyperbolicSecantPulse.bound_fraction`),
+    with the literature WM's R1f, R1m and kmf, solved for PSR by Brent's method.
+    """
+    from scipy.optimize import brentq
+
+    r1f, t2f = 1.0 / 1.349, T2F_7T["WM"]
+    pulse = SIEMENS_HS_INVERSION
+    eff = float(free_pool_inversion(pulse.amplitude, pulse.sweep, pulse.duration, 1.0 / r1f, t2f, 1.0, n_steps=EFFICIENCY_TABLE_STEPS))
+    bound = float(SIEMENS_HS_INVERSION.bound_fraction(1.0))
+
+    def excess(psr: float) -> float:
+        return float(ir_fast_fraction(r1f, psr, KMF_HUMAN_BRAIN, R1M_CONVENTION, eff, bound)) - fraction
+
+    return float(brentq(excess, 1e-3, 2.0, xtol=1e-10))
+
+
+_PSR_WM_LITERATURE = _wm_psr_for_fast_fraction(RIOUX_2016_WM_FAST_FRACTION)
+_PSR_SRC = (
+    "PSR {psr:.3f}: the pool size ratio whose fast IR fraction after the HS inversion is Rioux et al. 2016's "
+    "11 % in WM at 7 T (computed, qt1lib.sequences.twopool._wm_psr_for_fast_fraction){scaled}"
+)
+_R1M_SRC = "R1m 1 s^-1: qMT convention (Henkelman et al. 1993; Sled & Pike 2001), an assumption at 7 T"
+_T2F_SRC = "T2f 45 ms: qMRLab 7 T default (AI_defaultTissueParams.m, commit 07a79ba)"
+
+
+def _gm_psr(ratio_to_wm: float, why: str) -> tuple[float, str]:
+    psr = _PSR_WM_LITERATURE * ratio_to_wm
+    return psr, _PSR_SRC.format(psr=psr, scaled=f", times {ratio_to_wm:.3f} ({why})")
+
+
+_SGM_PSR, _SGM_PSR_SRC = _gm_psr(0.09 / 0.114, "the conservative sGM/WM ratio 0.09/0.114, an assumption")
+_CGM_PSR, _CGM_PSR_SRC = _gm_psr(0.075 / 0.114, "the GM/WM ratio of Dortch et al. 2011 at 3 T, 0.075/0.114")
+
+#: Default 7 T two-pool tissue parameters of the digital cohort ("literature"): R1f as before, a WM
+#: pool size ratio consistent with the fast IR fraction Rioux et al. 2016 measured at 7 T, grey
+#: matter scaled by the 3 T GM/WM ratio, ``R1m`` = :data:`R1M_CONVENTION` (the SIR fit keeps its
+#: ``R1m = R1f`` constraint, so the reference carries that model error) and a free-pool T2 that sets
+#: each tissue's inversion efficiency. The tissue registry (:attr:`qt1lib.tissues.Tissue.twopool`)
+#: points at these entries; this module must not import it.
 TISSUES_7T: dict[str, TwoPoolTissue] = {
     "WM": TwoPoolTissue(
-        "WM",
-        r1f=1.0 / 1.349,
-        psr=0.114,
-        kmf=KMF_HUMAN_BRAIN,
-        m0f=0.69,
+        "WM", r1f=1.0 / 1.349, psr=_PSR_WM_LITERATURE, kmf=KMF_HUMAN_BRAIN, m0f=0.69,
+        r1m=R1M_CONVENTION, t2f=T2F_7T["WM"],
         source=(
-            "R1f = 1/1.349 s: long T1 component of WM at 7 T, Rioux et al. 2016 (MRM 75:2265, abstract); "
-            "PSR 0.114: WM at 3 T, Dortch et al. 2011 (MRM 66:1346, abstract), assumed field independent; "
+            f"{_WM_R1F_SRC}; {_PSR_SRC.format(psr=_PSR_WM_LITERATURE, scaled='')}; {_R1M_SRC}; {_T2F_SRC}; "
             f"{_KMF_SRC}; {_PD_SRC}"
         ),
     ),
     "subcortical_GM": TwoPoolTissue(
-        "subcortical_GM",
-        r1f=1.0 / 1.664,
-        psr=0.09,
-        kmf=KMF_HUMAN_BRAIN,
-        m0f=0.8,
-        source=(
-            "R1f = 1/1.664 s: mean of putamen (1.644 s) and caudate head (1.684 s) T1 at 7 T, Wright et al. "
-            "2008 (MAGMA 21:121, abstract; mono-exponential MPRAGE fit, so slightly MT-weighted); PSR 0.09: "
-            "assumption between the WM and GM values of Dortch et al. 2011 (DESIGN.md 4.4 starting value); "
-            f"{_KMF_SRC}; {_PD_SRC}"
-        ),
+        "subcortical_GM", r1f=1.0 / 1.664, psr=_SGM_PSR, kmf=KMF_HUMAN_BRAIN, m0f=0.8,
+        r1m=R1M_CONVENTION, t2f=T2F_7T["subcortical_GM"],
+        source=f"{_SGM_R1F_SRC}; {_SGM_PSR_SRC}; {_R1M_SRC}; {_T2F_SRC}; {_KMF_SRC}; {_PD_SRC}",
     ),
     "cortical_GM": TwoPoolTissue(
-        "cortical_GM",
-        r1f=1.0 / 1.939,
-        psr=0.075,
-        kmf=KMF_HUMAN_BRAIN,
-        m0f=0.8,
-        source=(
-            "R1f = 1/1.939 s: cortical GM T1 at 7 T, Wright et al. 2008 (MAGMA 21:121, abstract); PSR 0.075: "
-            f"GM at 3 T, Dortch et al. 2011 (abstract); {_KMF_SRC}; {_PD_SRC}"
-        ),
+        "cortical_GM", r1f=1.0 / 1.939, psr=_CGM_PSR, kmf=KMF_HUMAN_BRAIN, m0f=0.8,
+        r1m=R1M_CONVENTION, t2f=T2F_7T["cortical_GM"],
+        source=f"{_CGM_R1F_SRC}; {_CGM_PSR_SRC}; {_R1M_SRC}; {_T2F_SRC}; {_KMF_SRC}; {_PD_SRC}",
     ),
     "CSF": TwoPoolTissue(
-        "CSF",
-        r1f=1.0 / 4.4,
-        psr=0.0,
-        kmf=KMF_HUMAN_BRAIN,
-        m0f=1.0,
-        source=(
-            "T1 4.4 s: DESIGN.md 4.4 starting value (recalled from Rooney et al. 2007, MRM 57:308; not verified "
-            "here); PSR 0: no macromolecules; " + _PD_SRC
-        ),
+        "CSF", r1f=1.0 / 4.4, psr=0.0, kmf=KMF_HUMAN_BRAIN, m0f=1.0, t2f=T2F_7T["CSF"],
+        source=f"{_CSF_SRC}; T2f 1 s: assumption; {_PD_SRC}",
     ),
 }
