@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .sir_noise import SIR_SNR_DEFAULT
 from .validate import is_finite_number, require_integer, require_number
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -134,8 +135,9 @@ class CohortConfig:
     anatomy_seed : int
         Seed of deformations, tissue parameters, B1+, receive fields and motion.
     sir_snr : float
-        The same as ``snr`` for the SIR images, at the ``paper`` profile's SIR voxel. Default 50
-        (assumption).
+        The same as ``snr`` for the SIR images, at the ``paper`` profile's SIR voxel. Default
+        :data:`qt1lib.sir_noise.SIR_SNR_DEFAULT` (about 136, derived from the seed's MP2RAGE
+        noise by :func:`qt1lib.sir_noise.sir_snr_from_mp2rage`).
     b1_noise : float
         Standard deviation of the measured B1 map's smooth error (relative B1+). Default 0.02.
     motion : bool
@@ -156,7 +158,7 @@ class CohortConfig:
     snr: float = 200.0
     n_subjects: int = 4
     anatomy_seed: int = 0
-    sir_snr: float = 50.0
+    sir_snr: float = SIR_SNR_DEFAULT
     b1_noise: float = 0.02
     motion: bool = True
     bound_pool: bool = True

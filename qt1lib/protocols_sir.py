@@ -159,3 +159,4 @@ def get_sir_protocol(name: str) -> SIRProtocol:
         return SIR_PROTOCOLS[name]
     except KeyError:
         raise ValueError(f"unknown SIR protocol {name!r}; known protocols: {sorted(SIR_PROTOCOLS)}") from None
+

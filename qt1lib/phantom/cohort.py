@@ -58,6 +58,7 @@ from ..config import VOXEL_SIZES
 from ..io import atomic_write_bytes, load_json, save_json, save_nifti, save_tsv
 from ..protocols import SEED_7T_MP3RAGE, MPnRAGEProtocol
 from ..protocols_sir import DORTCH_2018_SIR, SIRProtocol
+from ..sir_noise import SIR_SNR_DEFAULT
 from ..validate import require_integer
 from .fields import RigidMotion
 from .physics import DEFAULT_PHYSICS, cohort_physics
@@ -120,7 +121,7 @@ def cohort_settings(
     profile: str = "quick",
     snr: float = 200.0,
     *,
-    sir_snr: float = 50.0,
+    sir_snr: float = SIR_SNR_DEFAULT,
     voxel_size: tuple[float, float, float] | None = None,
     sir_voxel_size: tuple[float, float, float] | None = None,
     protocol: MPnRAGEProtocol = SEED_7T_MP3RAGE,
@@ -198,7 +199,7 @@ def make_cohort(
     n_subjects: int = 4,
     *,
     anatomy_seed: int = 0,
-    sir_snr: float = 50.0,
+    sir_snr: float = SIR_SNR_DEFAULT,
     voxel_size: tuple[float, float, float] | None = None,
     sir_voxel_size: tuple[float, float, float] | None = None,
     protocol: MPnRAGEProtocol = SEED_7T_MP3RAGE,
@@ -236,7 +237,9 @@ def make_cohort(
         Seed of everything else: deformations, tissue parameters, B1+, receive fields, motion.
     sir_snr : float
         Same as ``snr`` for the SIR images, defined at the 1.5 x 1.5 x 2 mm SIR voxel of the
-        ``paper`` profile. Default 50 (assumption; about 140 at the ``quick`` SIR voxel).
+        ``paper`` profile. Default :data:`qt1lib.sir_noise.SIR_SNR_DEFAULT` (about 136, derived from
+        the seed's MP2RAGE noise by :func:`qt1lib.sir_noise.sir_snr_from_mp2rage`; about 385 at
+        the ``quick`` SIR voxel).
     voxel_size, sir_voxel_size : tuple of 3 float, optional
         Override the profile's voxel sizes (mm).
     protocol : MPnRAGEProtocol

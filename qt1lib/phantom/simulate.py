@@ -37,6 +37,7 @@ from scipy import ndimage
 
 from ..protocols import MPnRAGEProtocol
 from ..protocols_sir import SIRProtocol
+from ..sir_noise import SIR_SNR_DEFAULT
 from ..sequences.twopool import TISSUES_7T, TwoPoolTissue
 from .anatomy import TISSUE_CLASSES, load_template, prefiltered_fractions
 from .fields import (
@@ -144,7 +145,7 @@ class SimulationSettings:
     protocol: MPnRAGEProtocol
     sir_protocol: SIRProtocol
     snr: float = 200.0
-    sir_snr: float = 50.0
+    sir_snr: float = SIR_SNR_DEFAULT
     b1_noise: float = 0.02
     b1_map_fwhm_mm: float = 8.0
     deformation_mm: float = 1.5
@@ -199,7 +200,8 @@ class SimulationSettings:
 #: about 0.005 M0 (DESIGN.md 4.2; snr = 200).
 REFERENCE_VOXEL_MM = (0.7, 0.7, 0.7)
 #: Voxel (mm) at which ``sir_snr`` is defined: the ``paper`` profile's SIR voxel. The default
-#: sir_snr = 50 there (about 140 at the ``quick`` profile's 3 x 3 x 4 mm) is an assumption.
+#: sir_snr there is :data:`qt1lib.sir_noise.SIR_SNR_DEFAULT`, derived from the seed's MP2RAGE
+#: noise (:func:`qt1lib.sir_noise.sir_snr_from_mp2rage`; about 385 at the ``quick`` 3 x 3 x 4 mm).
 SIR_REFERENCE_VOXEL_MM = (1.5, 1.5, 2.0)
 
 #: Control-point spacing (mm) of the displacement field: smooth on the scale of lobes.
