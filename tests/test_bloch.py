@@ -142,3 +142,10 @@ def test_cohort_settings_take_the_named_physics():
     assert CohortConfig(physics="conservative").kwargs()["physics"] == "conservative"
     with pytest.raises(ValueError, match="unknown cohort physics"):
         CohortConfig(physics="fancy")
+
+
+def test_the_cohort_command_offers_every_physics_setting():
+    from qt1lib.cli.arguments import cohort_parser
+
+    action = next(a for a in cohort_parser()._actions if a.dest == "physics")
+    assert set(action.choices) == set(COHORT_PHYSICS) and action.default == "literature"

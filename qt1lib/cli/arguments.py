@@ -191,6 +191,10 @@ def cohort_parser() -> argparse.ArgumentParser:
                    help="voxel sizes: smoke 4 mm, quick 2 mm (default), paper 1 mm (qt1lib.config.VOXEL_SIZES)")
     p.add_argument("--seed", type=int, default=0, help="seed of the image noise (default 0)")
     p.add_argument("--n-subjects", type=int, default=4, help="simulated subjects (default 4, as the seed study)")
+    p.add_argument("--physics", choices=("literature", "conservative"), default="literature",
+                   help="tissue physics (qt1lib.phantom.physics): literature (default; 7 T pool sizes from the "
+                        "measured fast IR fraction, R1m != R1f, Bloch inversion efficiency, an imperfect SIR "
+                        "readout) or conservative (the cohort of earlier versions)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

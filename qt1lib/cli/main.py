@@ -119,10 +119,11 @@ def cohort_main(argv: list[str] | None = None) -> int:
 
     try:
         cohort = make_cohort(Path(a.output_dir), a.profile, seed=a.seed, n_subjects=a.n_subjects,
-                             progress=not a.no_progress)
+                             physics=a.physics, progress=not a.no_progress)
     except ValueError as err:
         return _error("qt1-cohort", err)
-    _say(f"digital cohort ({a.profile} profile, seed {a.seed}): {len(cohort.subjects)} subjects in {cohort.bids_dir}; "
+    _say(f"digital cohort ({a.profile} profile, {a.physics} physics, seed {a.seed}): {len(cohort.subjects)} subjects "
+         f"in {cohort.bids_dir}; "
          f"truth in {Path(cohort.bids_dir) / 'derivatives' / 'phantom'}")
     return EXIT_OK
 
