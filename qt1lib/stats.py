@@ -18,7 +18,7 @@ caveat that with four folds the exact two-sided Wilcoxon p-value cannot fall bel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,10 @@ __all__ = [
     "mixed_model",
     "bland_altman",
     "seed_comparison_table",
+    "SEED_VIVO_LABEL",
+    "SEED_METHODS",
+    "seed_comparison_rows",
+    "seed_gap_attribution",
     "binned_error",
     "b1_slope_table",
     "compare_methods",
@@ -487,6 +491,140 @@ def seed_comparison_table(
             m, s = table[(source, stage, "mean")], table[(source, stage, "sd")]
             out[(source, stage)] = [f"{a:.2f} ± {b:.2f}" if np.isfinite(a) else "n/a" for a, b in zip(m, s)]
     return out
+
+
+#: Label of the seed's published numbers in :func:`seed_comparison_rows`.
+SEED_VIVO_LABEL = "in vivo (Saunders et al. 2025)"
+#: The method behind each stage of :data:`SEED_RMSE`: before = no calibration, after = the seed's ResNet-18.
+SEED_METHODS: dict[str, str] = {"before": "none", "after": "resnet"}
+
+
+def seed_comparison_rows(
+    summaries: Mapping[str, pd.DataFrame], methods: Sequence[str] = ("none", "resnet"), formatted: bool = True,
+    decimals: int = 3,
+) -> pd.DataFrame:
+    """The seed's published RMSE and one block of rows per simulated source (e.g. per calibration input).
+
+    Parameters
+    ----------
+    summaries : mapping of str to DataFrame
+        Source label -> :func:`fold_summary` output (columns ``method``, ``tissue``,
+        ``rmse_mean``, ``rmse_sd``), in row order.
+    methods : sequence of str
+        Methods shown for every source; a source that lacks one (e.g. a network that was not
+        trained) gets NaN (``"n/a"`` when formatted).
+    formatted : bool
+        If true, cells are strings ``"mean ± sd"`` (s): the seed's with two decimals, as
+        published, the simulated with ``decimals``. Otherwise numeric columns
+        ``(<tissue>, mean|sd)``.
+    decimals : int
+        Decimals of the simulated cells.
+
+    Returns
+    -------
+    DataFrame
+        Index ``(source, method)``: first :data:`SEED_VIVO_LABEL` with the methods of
+        :data:`SEED_METHODS` (``"none"``: before, ``"resnet"``: after calibration, from
+        :data:`SEED_RMSE`), then each source of ``summaries`` with ``methods``. Columns: the
+        tissues (:data:`TISSUES`).
+
+    Raises
+    ------
+    ValueError
+        A summary lacks a column, or a source is labelled :data:`SEED_VIVO_LABEL`.
+    """
+    if SEED_VIVO_LABEL in summaries:
+        raise ValueError(f"summaries: the label {SEED_VIVO_LABEL!r} is the seed's own row")
+    rows, index = [], []
+    for stage, method in SEED_METHODS.items():
+        index.append((SEED_VIVO_LABEL, method))
+        rows.append({(t, k): v for t in TISSUES for k, v in zip(("mean", "sd"), SEED_RMSE[t][stage])})
+    for label, summary in summaries.items():
+        _check_columns(summary, ("method", "tissue", "rmse_mean", "rmse_sd"), f"summaries[{label!r}]")
+        indexed = summary.assign(method=summary["method"].astype(str), tissue=summary["tissue"].astype(str)
+                                 ).set_index(["method", "tissue"])
+        for method in methods:
+            index.append((label, method))
+            row = {}
+            for t in TISSUES:
+                found = (method, t) in indexed.index
+                row[(t, "mean")] = float(indexed.loc[(method, t), "rmse_mean"]) if found else np.nan
+                row[(t, "sd")] = float(indexed.loc[(method, t), "rmse_sd"]) if found else np.nan
+            rows.append(row)
+    table = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["source", "method"]),
+                         columns=pd.MultiIndex.from_product([list(TISSUES), ["mean", "sd"]]))
+    if not formatted:
+        return table
+    out = pd.DataFrame(index=table.index, columns=list(TISSUES), dtype=object)
+    for (source, method), row in table.iterrows():
+        places = 2 if source == SEED_VIVO_LABEL else decimals
+        for t in TISSUES:
+            m, sd = row[(t, "mean")], row[(t, "sd")]
+            out.loc[(source, method), t] = f"{m:.{places}f} ± {sd:.{places}f}" if np.isfinite(m) else "n/a"
+    return out
+
+
+def seed_gap_attribution(
+    base: pd.DataFrame, other: pd.DataFrame, method: str = "none", stage: str = "before"
+) -> pd.DataFrame:
+    """Which part of the seed's published RMSE a base simulation and one more error source reach.
+
+    A telescoping split of the seed's fold-mean RMSE ``R_seed`` (:data:`SEED_RMSE`) in RMSE units,
+    per tissue, with ``R_base`` the base simulation's fold-mean RMSE and ``R_other`` that of the
+    same simulation with one more error source (e.g. the seed code's two-train dictionary)::
+
+        R_seed = R_base + (R_other - R_base) + (R_seed - R_other)
+
+    and the share of the gap ``R_seed - R_base`` that the extra source closes,
+    ``(R_other - R_base) / (R_seed - R_base)``. RMSEs of independent sources do not add (their
+    squares do, for zero-mean errors, and a bias adds coherently to a bias of the same sign):
+    the split reads measured RMSEs in the order given; it is not a decomposition of variance.
+
+    Parameters
+    ----------
+    base, other : DataFrame
+        :func:`fold_summary` outputs (``method``, ``tissue``, ``rmse_mean``).
+    method : str
+        The method compared (``"none"``: before calibration).
+    stage : {"before", "after"}
+        The seed's number it is compared with.
+
+    Returns
+    -------
+    DataFrame
+        Index: tissue. ``seed``, ``base``, ``other`` (RMSE, s); ``added`` = other - base,
+        ``remaining`` = seed - other, ``gap`` = seed - base (s); ``base_share``, ``added_share``,
+        ``remaining_share`` (fractions of ``seed``, summing to 1); ``gap_closed`` = added / gap
+        (NaN unless ``gap`` > 0: where the base already reaches the seed's RMSE there is no gap
+        to close).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``stage``, a missing column, or a summary without ``method`` in a tissue.
+    """
+    if stage not in SEED_METHODS:
+        raise ValueError(f"stage must be one of {list(SEED_METHODS)}, got {stage!r}")
+    values = {}
+    for name, summary in (("base", base), ("other", other)):
+        _check_columns(summary, ("method", "tissue", "rmse_mean"), name)
+        indexed = summary.assign(method=summary["method"].astype(str), tissue=summary["tissue"].astype(str)
+                                 ).set_index(["method", "tissue"])["rmse_mean"]
+        missing = [t for t in TISSUES if (method, t) not in indexed.index]
+        if missing:
+            raise ValueError(f"{name} has no {method!r} rows for tissues {missing}")
+        values[name] = np.array([float(indexed[(method, t)]) for t in TISSUES])
+    seed = np.array([SEED_RMSE[t][stage][0] for t in TISSUES])
+    b, o = values["base"], values["other"]
+    gap = seed - b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        closed = np.where(gap > 0, (o - b) / gap, np.nan)
+    return pd.DataFrame(
+        {"seed": seed, "base": b, "other": o, "added": o - b, "remaining": seed - o, "gap": gap,
+         "base_share": b / seed, "added_share": (o - b) / seed, "remaining_share": (seed - o) / seed,
+         "gap_closed": closed},
+        index=pd.Index(TISSUES, name="tissue"),
+    )
 
 
 def binned_error(

@@ -238,6 +238,13 @@ def test_cross_validation_returns_the_baselines_it_fitted(subjects):
         # the maps the voxel table scores are those fits
         t1 = result.maps[fold.test]["none"]
         np.testing.assert_array_equal(result.maps[fold.test]["global_linear"], glob.apply(t1))
+    # without the network: the same folds, fits and baseline voxels, and nothing trained
+    alone = run_cross_validation(subjects, cfg, seed=0, progress=False, network=False)
+    assert alone.folds == result.folds and alone.model_paths == {} and alone.history.empty
+    assert list(alone.voxels["method"].cat.categories) == ["none", "global_linear", "tissue_linear"]
+    pd.testing.assert_frame_equal(alone.baselines, table)
+    shared = result.voxels[result.voxels["method"] != "resnet"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone.voxels.astype({"method": str}), shared.astype({"method": str}))
 
 
 def test_cached_cross_validation_stores_and_reuses_the_result(subjects, tmp_path):
@@ -277,6 +284,22 @@ def test_cached_cross_validation_stores_and_reuses_the_result(subjects, tmp_path
     n = len(store.events)
     _, reused = cached_cross_validation(subjects, cfg, 1, store, progress=False)  # another seed
     assert not reused and outcomes(store, n) == ["miss"] * 5
+
+
+def test_the_baselines_alone_are_an_entry_of_their_own_and_train_nothing(subjects, tmp_path):
+    store = Store(tmp_path)
+    result, reused = cached_cross_validation(subjects, TINY, 0, store, progress=False, network=False)
+    assert not reused and outcomes(store) == ["miss"]  # the result only: no network
+    entry = result_entry(store, subjects, TINY, 0, network=False)
+    assert entry != result_entry(store, subjects, TINY, 0)
+    params = stored_results(store)[entry]
+    assert params["network"] is False and params["methods"] == ["none", "global_linear", "tissue_linear"]
+    back, reused = cached_cross_validation(subjects, TINY, 0, store, progress=False, network=False)
+    assert reused and outcomes(store, 1) == ["hit"]
+    assert_same_voxels(back.voxels, result.voxels)
+    assert back.history.empty and list(back.history.columns) == list(result.history.columns)
+    with pytest.raises(TypeError, match="network"):
+        cached_cross_validation(subjects, TINY, 0, store, progress=False, network="no")
 
 
 def test_a_damaged_result_table_is_recomputed_from_the_stored_networks(subjects, tmp_path):

@@ -168,6 +168,57 @@ def test_seed_comparison_table_labels_sources():
     assert table.loc["subcortical GM", (sim, "after")] == f"{row.rmse_mean:.2f} ± {row.rmse_sd:.2f}"
 
 
+def summary_of(rmse: dict[tuple[str, str], float]) -> pd.DataFrame:
+    """A fold_summary-like table with the given fold-mean RMSEs (sd 0.01)."""
+    return pd.DataFrame([{"method": m, "tissue": t, "rmse_mean": v, "rmse_sd": 0.01} for (m, t), v in rmse.items()])
+
+
+def test_seed_comparison_rows_put_the_seed_first_and_one_block_per_source():
+    a = summary_of({("none", t): 0.1 + 0.01 * i for i, t in enumerate(TISSUES)}
+                   | {("resnet", t): 0.05 for t in TISSUES})
+    b = summary_of({("none", t): 0.2 for t in TISSUES})  # no network trained on this source
+    table = stats.seed_comparison_rows({"A": a, "B": b}, methods=("none", "resnet"), formatted=False)
+    vivo = stats.SEED_VIVO_LABEL
+    assert list(table.index) == [(vivo, "none"), (vivo, "resnet"), ("A", "none"), ("A", "resnet"),
+                                 ("B", "none"), ("B", "resnet")]
+    assert table.loc[(vivo, "none"), ("WM", "mean")] == 0.30  # Saunders et al. 2025, abstract
+    assert table.loc[(vivo, "resnet"), ("cortical GM", "sd")] == 0.03
+    assert table.loc[("A", "none"), ("cortical GM", "mean")] == pytest.approx(0.12)
+    assert np.isnan(table.loc[("B", "resnet"), ("WM", "mean")])
+    shown = stats.seed_comparison_rows({"A": a, "B": b}, decimals=3)
+    assert shown.loc[(vivo, "resnet"), "subcortical GM"] == "0.10 ± 0.02"
+    assert shown.loc[("A", "none"), "subcortical GM"] == "0.110 ± 0.010"
+    assert shown.loc[("B", "resnet"), "WM"] == "n/a"
+    with pytest.raises(ValueError, match="seed's own row"):
+        stats.seed_comparison_rows({vivo: a})
+    with pytest.raises(ValueError, match="rmse_sd"):
+        stats.seed_comparison_rows({"A": a.drop(columns="rmse_sd")})
+
+
+def test_seed_gap_attribution_telescopes_to_the_seeds_rmse():
+    seed = {t: stats.SEED_RMSE[t]["before"][0] for t in TISSUES}
+    base = {("none", "WM"): 0.10, ("none", "subcortical GM"): 0.20, ("none", "cortical GM"): 0.40}
+    other = {("none", "WM"): 0.15, ("none", "subcortical GM"): 0.23, ("none", "cortical GM"): 0.42}
+    out = stats.seed_gap_attribution(summary_of(base), summary_of(other))
+    for t in TISSUES:
+        row = out.loc[t]
+        b, o = base[("none", t)], other[("none", t)]
+        assert row["seed"] == seed[t] and row["added"] == pytest.approx(o - b)
+        assert row["base_share"] + row["added_share"] + row["remaining_share"] == pytest.approx(1.0)
+        assert row["remaining"] == pytest.approx(seed[t] - o)
+    # WM: the gap 0.30 - 0.10 = 0.20 s, of which 0.05 s is closed
+    assert out.loc["WM", "gap_closed"] == pytest.approx(0.05 / 0.20)
+    # cortical GM: the base (0.40 s) already exceeds the seed's 0.36 s: no gap to close
+    assert out.loc["cortical GM", "gap"] < 0 and np.isnan(out.loc["cortical GM", "gap_closed"])
+    after = stats.seed_gap_attribution(summary_of({("resnet", t): 0.05 for t in TISSUES}),
+                                       summary_of({("resnet", t): 0.06 for t in TISSUES}), "resnet", "after")
+    assert after.loc["WM", "seed"] == 0.11 and after.loc["WM", "gap_closed"] == pytest.approx(0.01 / 0.06)
+    with pytest.raises(ValueError, match="stage"):
+        stats.seed_gap_attribution(summary_of(base), summary_of(other), stage="during")
+    with pytest.raises(ValueError, match="no 'resnet' rows"):
+        stats.seed_gap_attribution(summary_of(base), summary_of(other), method="resnet")
+
+
 # ---------------------------------------------------------------------------- plots
 def test_bland_altman_plot_draws_the_limits():
     df = voxel_frame()

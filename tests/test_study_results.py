@@ -30,7 +30,9 @@ from qt1lib.calibrate.results import cached_cross_validation, read_result, store
 from qt1lib.config import StudyConfig
 from qt1lib.stats import TISSUES
 from qt1lib.store import Store
+from qt1lib.protocols import SEED_7T_MP3RAGE
 from qt1lib.workflow import calibration_subjects, cohort_table, open_workspace
+from qt1lib.workflow.calibration import input_refusal
 
 CH06 = study.REPO_ROOT / "notebooks" / "06_calibration.ipynb"
 CH07 = study.REPO_ROOT / "notebooks" / "07_statistics.ipynb"
@@ -90,7 +92,8 @@ def test_chapters_06_and_07_share_the_calibration_parameters():
         p06.pop("ablations")  # chapter 06 alone trains the ablations
         assert p06 == {k: p07[k] for k in p06}, profile
         # every network knob is a CalibrationConfig field of the same name, so the config follows the notebook
-        assert CONFIG_FIELDS >= set(p06) - {"bids_dir", "work_dir", "profile", "seed", "calibration_input", "device", "threads"}
+        assert CONFIG_FIELDS >= set(p06) - {"bids_dir", "work_dir", "profile", "seed", "calibration_input", "device", "threads",
+                                            "comparison_inputs", "comparison_network"}
 
 
 # ------------------------------------------------------------------ the shared tables
@@ -119,6 +122,28 @@ def test_cohort_table_counts_and_medians():
             row = table.loc[(name, t.name)]
             assert row["n"] == sel.sum()
             np.testing.assert_allclose(row["difference"], np.median(s.inputs["t1"][sel] - s.target[sel]))
+
+
+class _Protocols:
+    """A stand-in workspace: subjects with SIR images, each read with the given MP2RAGE protocol."""
+
+    def __init__(self, protocols):
+        self.protocols = protocols
+        self.sir_subjects = tuple(protocols)
+
+    def read_mpnrage(self, subject):
+        return dataclasses.make_dataclass("Data", ["protocol"])(self.protocols[subject])
+
+
+def test_input_refusal_names_the_subject_whose_acquisition_the_seed_code_does_not_model():
+    seed = {"01": SEED_7T_MP3RAGE, "02": SEED_7T_MP3RAGE}
+    assert input_refusal(_Protocols(seed), "map_seed_code_mp2rage") is None
+    other = {**seed, "02": SEED_7T_MP3RAGE.with_changes(flip_angles=(5.0, 4.0, 4.0))}
+    reason = input_refusal(_Protocols(other), "map_seed_code_mp2rage")
+    assert reason.startswith("sub-02:") and "flip_angles[0]" in reason
+    assert input_refusal(_Protocols(other), "map_seed_mp2rage") is None  # models any acquisition
+    with pytest.raises(ValueError, match="unknown estimator"):
+        input_refusal(_Protocols(seed), "map_seed_code")
 
 
 def test_mixed_model_cell_means_equal_raw_means_in_a_balanced_design():
@@ -152,18 +177,36 @@ def test_compare_methods_reads_the_summary():
 
 
 # ------------------------------------------------------------------ the smoke build
-def _smoke_result_dir(smoke_build):
-    """The saved cross-validation of chapter 06's own configuration (beside its two ablations)."""
+def _smoke_results(smoke_build, calibration_input: str | None = None) -> dict:
+    """Entry -> parameters.json of the saved cross-validations of chapter 06's own configuration
+    with ``calibration_input`` (default the chapter's), after checking that every saved one is
+    that configuration or one of its two ablations."""
     error = smoke_build.errors.get(CH06.name)
     assert error is None, error
     p = notebook_parameters(CH06, "smoke")
     config = CalibrationConfig(**{k: v for k, v in p.items() if k in CONFIG_FIELDS})
-    saved = {d: p["config"] for d, p in stored_results(Store(smoke_build.build_dir / "work" / "store")).items()}
+    saved = stored_results(Store(smoke_build.build_dir / "work" / "store"))
     ablations = {dataclasses.replace(config, channels=("t1",)), dataclasses.replace(config, input_skip=False)}
-    assert {CalibrationConfig.from_dict(c) for c in saved.values()} == {config} | ablations
-    found = [d for d, c in saved.items() if CalibrationConfig.from_dict(c) == config]
+    assert {CalibrationConfig.from_dict(q["config"]) for q in saved.values()} == {config} | ablations
+    name = calibration_input or p["calibration_input"]
+    return {d: q for d, q in saved.items()
+            if CalibrationConfig.from_dict(q["config"]) == config and q["pipeline"]["calibration_input"] == name}
+
+
+def _smoke_result_dir(smoke_build):
+    """The saved cross-validation of chapter 06's own configuration and input (beside its two ablations)."""
+    found = list(_smoke_results(smoke_build))
     assert len(found) == 1, f"expected one saved cross-validation of chapter 06's configuration, got {found}"
     return found[0]
+
+
+def _glued(executed) -> dict:
+    """Glue name -> its text/plain value in an executed notebook."""
+    return {
+        o.metadata["scrapbook"]["name"]: o.data[o.metadata["scrapbook"]["mime_prefix"] + "text/plain"]
+        for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+        if "scrapbook" in o.get("metadata", {})
+    }
 
 
 def test_smoke_calibration_result_structure(smoke_build):
@@ -201,13 +244,27 @@ def test_smoke_statistics_chapter_reused_the_saved_result(smoke_build):
     _smoke_result_dir(smoke_build)
     error = smoke_build.errors.get(CH07.name)
     assert error is None, error
-    executed = nbformat.read(smoke_build.src / "notebooks" / CH07.name, as_version=4)
-    glued = {
-        o.metadata["scrapbook"]["name"]: o.data[o.metadata["scrapbook"]["mime_prefix"] + "text/plain"]
-        for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
-        if "scrapbook" in o.get("metadata", {})
-    }
+    glued = _glued(nbformat.read(smoke_build.src / "notebooks" / CH07.name, as_version=4))
     assert ast.literal_eval(glued["reuse_text"]) == "read the saved result of chapter 6"
+    assert ast.literal_eval(glued["cmp_reuse_text"]) == "read the saved results of chapter 6"
+
+
+def test_smoke_comparison_input_is_scored_on_the_same_folds_without_a_network(smoke_build):
+    """Issue 9: chapter 06 scores the seed code's two-train MAP with the baselines on the folds of its
+    own input; the smoke profile trains no network on it (``comparison_network`` is off)."""
+    p = notebook_parameters(CH06, "smoke")
+    assert p["comparison_inputs"] == ["map_seed_code_mp2rage"] and p["comparison_network"] is False
+    own = _smoke_result_dir(smoke_build)
+    found = _smoke_results(smoke_build, "map_seed_code_mp2rage")
+    assert len(found) == 1, found
+    (entry, params), = found.items()
+    assert params["network"] is False and params["methods"] == ["none", "global_linear", "tissue_linear"]
+    assert params["seed"] == json.loads((own / "parameters.json").read_text())["seed"]
+    pd.testing.assert_frame_equal(pd.read_csv(entry / "folds.tsv", sep="\t", dtype=str),
+                                  pd.read_csv(own / "folds.tsv", sep="\t", dtype=str))
+    assert pd.read_csv(entry / "history.tsv", sep="\t").empty
+    metrics = pd.read_csv(entry / "metrics.tsv", sep="\t", dtype={"subject": str})
+    assert len(metrics) == 4 * 3 * 3  # four folds, three baselines, three tissues
 
 
 # ------------------------------------------------------------------ issue 5: the quick-profile calibration

@@ -31,6 +31,7 @@ from .baselines import LinearCalibration, fit_global_linear, fit_linear, fit_tis
 from .config import CalibrationConfig
 from .crossval import (
     BASELINE_COLUMNS,
+    HISTORY_COLUMNS,
     METHOD_NAMES,
     METHODS,
     CrossValidationResult,
@@ -80,6 +81,7 @@ from .train import (
 
 __all__ = [
     "BASELINE_COLUMNS",
+    "HISTORY_COLUMNS",
     "MODEL_STEP",
     "RESULT_STEP",
     "BasicBlock",

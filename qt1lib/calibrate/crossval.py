@@ -14,7 +14,9 @@ For each fold (:func:`~qt1lib.calibrate.folds.make_folds`) :func:`run_cross_vali
 Methods (column ``method``): ``"none"`` (the MAP MP2RAGE T1), ``"global_linear"``,
 ``"tissue_linear"`` (uses the segmentation) and ``"resnet"``. All methods are scored on the
 same voxels: in the brain mask, in the configured tissues, with a finite reference and finite
-estimates from every method.
+estimates from every method. With ``network=False`` the folds skip step 1 and the table has
+the three baselines only (seconds instead of a training per fold: e.g. a second calibration
+input scored with the baselines alone).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "METHODS",
     "METHOD_NAMES",
     "BASELINE_COLUMNS",
+    "HISTORY_COLUMNS",
     "CrossValidationResult",
     "baseline_rows",
     "run_cross_validation",
@@ -59,6 +62,8 @@ METHOD_NAMES: dict[str, str] = {
 
 #: Columns of :attr:`CrossValidationResult.baselines`.
 BASELINE_COLUMNS: tuple[str, ...] = ("fold", "test", "method", "tissue", "intercept", "slope")
+#: Columns of :attr:`CrossValidationResult.history`.
+HISTORY_COLUMNS: tuple[str, ...] = ("fold", "subject", "epoch", "train_loss", "val_loss", "seconds", "best")
 
 MapWriter = Callable[[str, str, np.ndarray], None]
 
@@ -66,6 +71,12 @@ MapWriter = Callable[[str, str, np.ndarray], None]
 def _empty_baselines() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=float if c in ("intercept", "slope") else object)
                          for c in BASELINE_COLUMNS})
+
+
+def _empty_history() -> pd.DataFrame:
+    """The training curves of a cross-validation that trained no network."""
+    dtypes = {"fold": int, "subject": object, "epoch": int, "best": bool}
+    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, float)) for c in HISTORY_COLUMNS})
 
 
 @dataclass
@@ -199,6 +210,7 @@ def run_cross_validation(
     write_map: MapWriter | None = None,
     keep_maps: bool = True,
     progress: bool = True,
+    network: bool = True,
 ) -> CrossValidationResult:
     """Leave-one-subject-out training, inference and scoring of the network and the baselines.
 
@@ -225,6 +237,9 @@ def run_cross_validation(
         Keep the calibrated maps in the result (memory: 4 maps per subject).
     progress : bool
         Show tqdm bars.
+    network : bool
+        Train and score the ResNet-18 (method ``"resnet"``). False: the same folds score the
+        baselines only; nothing is trained, ``history`` and ``model_paths`` are empty.
 
     Returns
     -------
@@ -239,13 +254,17 @@ def run_cross_validation(
     folds = make_folds(subjects)
     tissues = config.tissues
     voxels, histories, paths, kept, baselines = [], [], {}, {}, []
+    if not isinstance(network, bool):
+        raise TypeError(f"network must be True or False, got {network!r}")
     for fold in folds:
         train = {name: subjects[name] for name in fold.train}
-        model = train_model(
-            train, config, fold_seed(seed, fold.index), store, device=device, progress=progress
-        )
-        if store is not None:
-            paths[fold.test] = store.entry(MODEL_STEP, model.fingerprint) / MODEL_FILE
+        model = None
+        if network:
+            model = train_model(
+                train, config, fold_seed(seed, fold.index), store, device=device, progress=progress
+            )
+            if store is not None:
+                paths[fold.test] = store.entry(MODEL_STEP, model.fingerprint) / MODEL_FILE
         test = subjects[fold.test]
         global_fit = fit_global_linear(train.values(), tissues)
         tissue_fit = fit_tissue_linear(train.values(), tissues)
@@ -255,14 +274,17 @@ def run_cross_validation(
             "none": t1,
             "global_linear": global_fit.apply(t1),
             "tissue_linear": np.where(test.mask, tissue_fit.apply(t1, test.labels), np.nan),
-            "resnet": model.predict(test, device=device, progress=progress),
         }
+        if model is not None:
+            maps["resnet"] = model.predict(test, device=device, progress=progress)
         if write_map is not None:
             for method, m in maps.items():
                 write_map(fold.test, method, m)
         if keep_maps:
             kept[fold.test] = maps
         voxels.append(voxel_table(fold.test, test, maps, tissues, fold.index))
+        if model is None:
+            continue
         h = model.history.copy()
         h.insert(0, "subject", fold.test)
         h.insert(0, "fold", fold.index)
@@ -275,7 +297,7 @@ def run_cross_validation(
         folds=folds,
         voxels=table,
         metrics=tissue_metrics(table),
-        history=pd.concat(histories, ignore_index=True),
+        history=pd.concat(histories, ignore_index=True) if histories else _empty_history(),
         model_paths=paths,
         maps=kept,
         baselines=pd.DataFrame(baselines, columns=list(BASELINE_COLUMNS)),

@@ -19,7 +19,7 @@ A result entry (``<store>/calibration_result/<key>/``, :func:`result_entry`) hol
     history.tsv      training curves per fold
     folds.tsv        fold, test subject, training subjects
     baselines.tsv    coefficients of the linear baselines per fold
-    parameters.json  provenance (key, seed, config, subjects' digests, the caller's), the
+    parameters.json  provenance (key, seed, config, subjects' digests, network, the caller's), the
                      methods and tissues in table order, each fold's model key, the SHA-256
                      of every table (checked when read)
 
@@ -78,25 +78,33 @@ _VOXEL_ID = ["fold", "subject", "tissue", "label", "voxel", "reference"]
 _READ = {"sep": "\t", "na_values": ["n/a"], "keep_default_na": False}
 
 
-def result_parameters(subjects: Mapping[str, SubjectData], config: CalibrationConfig, seed: int) -> dict[str, Any]:
+def result_parameters(
+    subjects: Mapping[str, SubjectData], config: CalibrationConfig, seed: int, network: bool = True
+) -> dict[str, Any]:
     """The parameters of a saved cross-validation's store entry.
 
     Returns
     -------
     dict
-        ``config`` (:meth:`CalibrationConfig.to_dict`), ``seed`` (the study seed) and
-        ``subjects`` (name -> :attr:`SubjectData.digest`).
+        ``config`` (:meth:`CalibrationConfig.to_dict`), ``seed`` (the study seed), ``subjects``
+        (name -> :attr:`SubjectData.digest`) and ``network`` (False: the baselines alone,
+        :func:`~qt1lib.calibrate.crossval.run_cross_validation`).
     """
+    if not isinstance(network, bool):
+        raise TypeError(f"network must be True or False, got {network!r}")
     return {
         "config": config.to_dict(),
         "seed": int(seed),
         "subjects": {name: subjects[name].digest for name in sorted(subjects)},
+        "network": network,
     }
 
 
-def result_entry(store: Store, subjects: Mapping[str, SubjectData], config: CalibrationConfig, seed: int) -> Path:
+def result_entry(
+    store: Store, subjects: Mapping[str, SubjectData], config: CalibrationConfig, seed: int, network: bool = True
+) -> Path:
     """Folder of the store entry of this cross-validation (it exists once the result is stored)."""
-    return store.entry(RESULT_STEP, store.key(RESULT_STEP, result_parameters(subjects, config, seed),
+    return store.entry(RESULT_STEP, store.key(RESULT_STEP, result_parameters(subjects, config, seed, network),
                                               modules=RESULT_MODULES))
 
 
@@ -280,6 +288,7 @@ def cached_cross_validation(
     device: str | torch.device | None = None,
     progress: bool = True,
     provenance: Mapping[str, Any] | None = None,
+    network: bool = True,
 ) -> tuple[CrossValidationResult, bool]:
     """The cross-validation of these subjects, configuration and seed: read from the store, or run and stored.
 
@@ -304,6 +313,9 @@ def cached_cross_validation(
     provenance : mapping, optional
         Extra provenance for ``parameters.json`` (e.g. the profile and pipeline configuration);
         not part of the key.
+    network : bool
+        Train and score the network. False: the same folds score the baselines alone (no
+        training; an entry of its own, ``parameters["network"]`` False).
 
     Returns
     -------
@@ -313,20 +325,20 @@ def cached_cross_validation(
         True when nothing was trained and the result was already stored (every store lookup of
         this call was a hit).
     """
-    parameters = result_parameters(subjects, config, seed)
+    parameters = result_parameters(subjects, config, seed, network)
     key = store.key(RESULT_STEP, parameters, modules=RESULT_MODULES)
     codec = ResultCodec({"key": key, **parameters, **dict(provenance or {})})
     start = len(store.events)
     fresh = None
     if need_maps:
         fresh = run_cross_validation(subjects, config, seed, store=store, device=device, keep_maps=True,
-                                     progress=progress)
+                                     progress=progress, network=network)
 
     def compute() -> CrossValidationResult:
         if fresh is not None:
             return fresh
         return run_cross_validation(subjects, config, seed, store=store, device=device, keep_maps=False,
-                                    progress=progress)
+                                    progress=progress, network=network)
 
     result = store.get_or_compute(RESULT_STEP, parameters, compute, codec, modules=RESULT_MODULES)
     if fresh is not None:
