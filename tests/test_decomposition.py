@@ -8,7 +8,12 @@ import pytest
 
 from qt1lib import stats, tissues
 from qt1lib.bids import read_mpnrage, read_sir
+from qt1lib.estimate import make_estimator
+from qt1lib.estimate.b1_sensitivity import noise_free_reading
+from qt1lib.estimate.seed_code_shift import seed_code_shift
 from qt1lib.phantom import load_truth
+from qt1lib.protocols import SEED_7T_MP3RAGE
+from qt1lib.sequences import gre_signals
 from qt1lib.workflow import (
     TERMS,
     agreement_table,
@@ -19,6 +24,7 @@ from qt1lib.workflow import (
     decomposition_table,
     open_workspace,
 )
+from qt1lib.workflow.decomposition import START_LEVEL, TERM_CHAIN, model_reading
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +45,33 @@ def test_cohort_variant_reproduces_the_written_images(ws):
         cohort_variant(ws, "07")
 
 
+def test_the_terms_form_one_chain():
+    levels = [START_LEVEL[0], *(t.level for t in TERM_CHAIN)]
+    assert len(set(levels)) == len(levels) and len(set(TERMS)) == len(TERMS) == len(TERM_CHAIN)
+    assert TERMS.index("estimator") + 1 == TERMS.index("estimator model") == TERMS.index("B1") - 1
+
+
+def test_model_reading_is_the_seed_code_reading_and_none_for_the_acquisition():
+    t1 = np.array([0.8, 1.349, 1.939, 2.5])
+    b1 = np.array([0.8, 1.0, 1.1, 1.25])
+    gre = (0.6 - 0.2j) * gre_signals(t1, SEED_7T_MP3RAGE, b1)
+    for name in ("lut", "map_seed_mp2rage", "map_exact_mp3rage"):
+        assert model_reading(make_estimator(name, SEED_7T_MP3RAGE, 0.001), gre, SEED_7T_MP3RAGE, b1) is None
+    code = make_estimator("map_seed_code_mp2rage", SEED_7T_MP3RAGE, 0.001)
+    for b1_used, reading in ((None, "lut_seed_code"), (b1, "lut_b1_seed_code")):
+        got = model_reading(code, gre, SEED_7T_MP3RAGE, b1_used)
+        want = make_estimator(reading, SEED_7T_MP3RAGE).fit(gre, b1=b1_used).map
+        np.testing.assert_allclose(got, want, atol=1e-9)
+    # the model term at nominal B1 is the shift table's two-train part (signals simulated there anew)
+    term = 1e3 * (model_reading(code, gre, SEED_7T_MP3RAGE, None) - noise_free_reading(gre, SEED_7T_MP3RAGE, (1, 2)))
+    table = seed_code_shift(t1, b1).set_index(["t1", "b1"]).model_part_ms
+    np.testing.assert_allclose(term, [table[(t, b)] for t, b in zip(t1, b1)], atol=1e-6)
+    assert (term < 0).all()
+
+
 @pytest.mark.slow
 def test_decomposition_adds_up_and_mt_shortens_t1(ws):
-    names = ["map_seed_mp2rage", "map_exact_mp2rage"]
+    names = ["map_seed_mp2rage", "map_exact_mp2rage", "map_seed_code_mp2rage"]
     d = decompose_subject(ws, "01", names)
     for name, stack in d["terms"].items():
         assert stack.shape == (len(TERMS), *d["dseg"].shape)
@@ -57,6 +87,10 @@ def test_decomposition_adds_up_and_mt_shortens_t1(ws):
     exact_b1 = table[(table.term == "B1") & (table.estimator == "map_exact_mp2rage")]
     seed_b1 = table[(table.term == "B1") & (table.estimator == "map_seed_mp2rage")]
     assert exact_b1["rms"].max() < seed_b1["rms"].min()  # a B1 map removes most of the B1 error
+    model = table[table.term == "estimator model"].set_index(["estimator", "tissue"])
+    assert (model.loc[["map_seed_mp2rage", "map_exact_mp2rage"], "rms"] == 0).all()  # they model the acquisition
+    code = model.loc["map_seed_code_mp2rage", "mean"]
+    assert (code < 0).all() and code["WM"] > code["cortical GM"]  # the two-train model reads short, more at long T1
     decomposition_table(ws, ["01"], names)  # a rerun reads the terms back
     assert [e.outcome for e in ws.store.events if e.step == "bias_terms"][-len(names):] == ["hit"] * len(names)
 

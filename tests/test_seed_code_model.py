@@ -8,15 +8,18 @@ number of trains, with ``np.float_power`` as in the seed's code (MASILab/map_t1_
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import brentq
 
 from qt1lib.estimate import estimator_class, estimator_names, make_estimator
+from qt1lib.estimate.seed_code_shift import seed_code_shift, seed_code_tissue_readings
 from qt1lib.protocols import (
     MARQUES_7T,
     PROTOCOLS,
@@ -28,7 +31,7 @@ from qt1lib.protocols import (
 )
 from qt1lib.sequences import gre_signals, uni
 from qt1lib.sequences.chain import AffineMap
-from qt1lib.sequences.twopool import gre_signals_twopool
+from qt1lib.sequences.twopool import TISSUES_7T, TwoPoolTissue, gre_signals_twopool
 
 SEED_CODE_ESTIMATORS = ("lut_seed_code", "lut_b1_seed_code", "map_seed_code_mp2rage")
 T1_VALUES = (0.5, 0.8, 1.2, 1.5, 1.9, 2.5, 3.2, 4.0)
@@ -86,11 +89,15 @@ def closed_uni(protocol, t1, b1=1.0):
     return uni(g[0], g[1])
 
 
+def root_t1(target, model, b1_model=1.0):
+    """The T1 whose closed-form UNI of ``model`` at ``b1_model`` equals ``target`` (monotonic branch)."""
+    return brentq(lambda t: closed_uni(model, t, b1_model) - target, 0.05, 5.0, xtol=1e-9)
+
+
 def apparent_t1(t1_true, b1_data, b1_model=None, model=SEED_CODE_7T_MP2RAGE):
     """The T1 whose two-train closed-form UNI equals the three-train data's (root on the monotonic branch)."""
     b1_model = b1_data if b1_model is None else b1_model
-    target = closed_uni(SEED_7T_MP3RAGE, t1_true, b1_data)
-    return brentq(lambda t: closed_uni(model, t, b1_model) - target, 0.05, 5.0, xtol=1e-9)
+    return root_t1(closed_uni(SEED_7T_MP3RAGE, t1_true, b1_data), model, b1_model)
 
 
 # ------------------------------------------------------------------------------ the protocol
@@ -162,7 +169,7 @@ def test_three_train_data_read_with_two_trains_give_the_closed_form_apparent_t1(
 
 
 def test_the_shift_in_white_and_grey_matter():
-    """The figures quoted in the book (B1 = 1): about -33 ms at T1 = 1.2 s and -152 ms at 1.9 s."""
+    """The closed form's shift at B1 = 1: about -33 ms at a WM-like T1 of 1.2 s and -152 ms at a GM-like 1.9 s."""
     shift = {t: 1e3 * (apparent_t1(t, 1.0) - t) for t in (1.2, 1.9)}
     assert -36 < shift[1.2] < -30
     assert -157 < shift[1.9] < -147
@@ -185,6 +192,81 @@ def test_the_seed_code_map_reads_the_two_train_apparent_t1(three_train_data):
     assert np.abs(seed - np.array(T1_VALUES))[tissue].max() < 0.05
     gm = T1_VALUES.index(1.9)
     assert seed[gm] - code[gm] > 0.1
+
+
+# ------------------------------------------------------------------------------ the shift functions of the book
+def test_seed_code_shift_is_the_closed_form_shift():
+    t1, b1 = (0.8, 1.349, 1.939, 2.5), (0.7, 1.0, 1.3)
+    table = seed_code_shift(t1, b1)
+    assert list(table.columns) == ["t1", "b1", "shift_ms", "seed_code_ms", "lut_ms", "model_part_ms"]
+    assert len(table) == len(t1) * len(b1) and list(table.t1[:len(b1)]) == [t1[0]] * len(b1)
+    for row in table.itertuples():
+        assert row.shift_ms == pytest.approx(1e3 * (apparent_t1(row.t1, row.b1) - row.t1), abs=1.0)
+        assert row.seed_code_ms == pytest.approx(1e3 * (apparent_t1(row.t1, row.b1, 1.0) - row.t1), abs=1.0)
+        three = apparent_t1(row.t1, row.b1, 1.0, model=SEED_7T_MP3RAGE)  # the acquired protocol, nominal B1
+        assert row.lut_ms == pytest.approx(1e3 * (three - row.t1), abs=1.0)
+    np.testing.assert_allclose(table.model_part_ms, table.seed_code_ms - table.lut_ms, atol=1e-9)
+    # negative, and more so at long T1 and high B1+ (more saturation in the third train)
+    shift = table.pivot(index="t1", columns="b1", values="shift_ms").to_numpy()
+    assert (shift < 0).all() and (np.diff(shift, axis=0) < 0).all() and (np.diff(shift, axis=1) < 0).all()
+    # the code's half split: within 3 ms of the book's
+    half = seed_code_shift(t1, b1, seed_code_split="half")
+    assert np.abs(half.shift_ms - table.shift_ms).max() < 3.0
+    one = table[np.isclose(table.b1, 1.0)].set_index("t1")  # at nominal B1+ the two readings agree
+    np.testing.assert_allclose(one.shift_ms, one.seed_code_ms, atol=1e-6)
+    np.testing.assert_allclose(one.lut_ms, 0.0, atol=1.0)
+
+
+def test_seed_code_shift_of_two_train_data_is_zero_and_other_data_are_refused():
+    table = seed_code_shift((0.8, 1.9, 3.0), (0.8, 1.2), SEED_CODE_7T_MP2RAGE)
+    assert np.abs(table.shift_ms).max() < 1.0 and np.abs(table.model_part_ms).max() < 1.0
+    with pytest.raises(ValueError, match=r"seed_code_shift models.*tr_mprage"):
+        seed_code_shift((1.0,), (1.0,), MARQUES_7T)
+    with pytest.raises(ValueError, match="t1_values"):
+        seed_code_shift((), (1.0,))
+    with pytest.raises(ValueError, match="b1_values"):
+        seed_code_shift((1.0,), (0.0,))
+    with pytest.raises(ValueError, match="seed_code_split"):
+        seed_code_shift((1.0,), (1.0,), seed_code_split="quarter")
+
+
+def test_seed_code_tissue_readings_read_the_two_pool_signals():
+    names = ("WM", "cortical_GM")
+    table = seed_code_tissue_readings(tissues={k: TISSUES_7T[k] for k in names})
+    assert list(table.tissue) == list(names)
+    for row, key in zip(table.itertuples(), names):
+        t = TISSUES_7T[key]
+        g = gre_signals_twopool(t.r1f, t.psr, SEED_7T_MP3RAGE, 1.0, kmf=t.kmf)
+        target = uni(g[0], g[1])
+        assert row.three_train == pytest.approx(root_t1(target, SEED_7T_MP3RAGE), abs=1e-3)
+        assert row.two_train == pytest.approx(root_t1(target, SEED_CODE_7T_MP2RAGE), abs=1e-3)
+        assert row.shift_ms == pytest.approx(1e3 * (row.two_train - row.three_train))
+        assert row.three_train < row.t1f  # MT: a single-pool reading of two-pool tissue is short
+    assert (table.shift_ms < 0).all() and table.shift_ms.iloc[1] < table.shift_ms.iloc[0]
+    # single-pool tissue (PSR 0): the three-train reading is the truth, the two-train one the shift
+    plain = TwoPoolTissue("plain", r1f=1 / 1.5, psr=0.0, kmf=14.5, m0f=1.0)
+    row = seed_code_tissue_readings(tissues={"plain": plain}).iloc[0]
+    assert row.three_train == pytest.approx(1.5, abs=1e-3)
+    assert row.two_train == pytest.approx(apparent_t1(1.5, 1.0), abs=1e-3)
+
+
+def test_seed_code_tissue_readings_take_the_tissue_r1m_and_ignore_other_fields():
+    @dataclasses.dataclass(frozen=True)
+    class Extended(TwoPoolTissue):  # a tissue class that knows R1m and T2f
+        r1m: float | None = None
+        t2f: float | None = None
+
+    wm = TISSUES_7T["WM"]
+    fields = {f.name: getattr(wm, f.name) for f in dataclasses.fields(TwoPoolTissue)}
+    base = seed_code_tissue_readings(tissues={"WM": wm})
+    same = seed_code_tissue_readings(tissues={"WM": Extended(**fields, r1m=wm.r1f, t2f=0.05)})
+    pd.testing.assert_frame_equal(base, same)
+    fast = seed_code_tissue_readings(tissues={"WM": Extended(**fields, r1m=2.0)})
+    assert abs(fast.three_train[0] - base.three_train[0]) > 1e-3
+    with pytest.raises(ValueError, match="tissues"):
+        seed_code_tissue_readings(tissues={})
+    with pytest.raises(ValueError, match="seed_code_tissue_readings models"):
+        seed_code_tissue_readings(MARQUES_7T)
 
 
 # ------------------------------------------------------------------------------ every estimator and the protocol

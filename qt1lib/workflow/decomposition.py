@@ -2,8 +2,9 @@
 
 For an estimator ``E`` and the SIR-space difference ``E(noisy) o T_est - IR`` (MP2RAGE map resampled
 with the estimated transform minus the IR T1 = 1/R1f of the SIR fit), with ``o T`` meaning
-"resampled into SIR space with transform T" (linear, so it commutes with differences), the
-telescoping sum
+"resampled into SIR space with transform T" (linear, so it commutes with differences), a chain of
+*levels* runs from the MP2RAGE map to the IR map, and each term is one level minus the next
+(:data:`TERM_CHAIN`), so that the telescoping sum
 
 ===================  =========================================================================
 term                 definition (SIR space)
@@ -11,30 +12,47 @@ term                 definition (SIR space)
 registration         ``E(noisy) o T_est - E(noisy) o T_true``
 noise                ``[E(noisy) - E(nf, 2-pool)] o T_true``
 MT                   ``[E(nf, 2-pool) - E(nf, 1-pool)] o T_true``
-estimator            ``[E(nf, 1-pool) - X_E(nf, 1-pool)] o T_true``
+estimator            ``[E(nf, 1-pool) - X_E^model(nf, 1-pool)] o T_true``
+estimator model      ``[X_E^model(nf, 1-pool) - X_E(nf, 1-pool)] o T_true``
 B1                   ``[X_E(nf, 1-pool) - X_true(nf, 1-pool)] o T_true``
 partial volume       ``[X_true(nf, 1-pool) - T1_true] o T_true``
 resampling           ``T1_true o T_true - T1_true(SIR grid)``
-IR noise             ``-[IR(noisy) - IR(nf)]``
 IR model             ``-[IR(nf) - T1_true(SIR grid)]``
+IR noise             ``-[IR(noisy) - IR(nf)]``
 ===================  =========================================================================
 
 adds up exactly to ``E(noisy) o T_est - IR(noisy)`` in every voxel. ``nf`` are the cohort's
 images re-simulated without noise (:func:`cohort_variant`), ``1-pool`` with PSR = 0 (single-pool
 tissue, same anatomy, B1+, receive fields and motion); ``T1_true`` is the free-water-weighted
 1/R1f of the truth; ``X`` is the noise-free *reading* of the estimator's combination with a
-given B1 (:func:`qt1lib.estimate.b1_sensitivity.noise_free_reading`): ``X_E`` with the B1 the
-estimator uses (nominal, or the measured map), ``X_true`` with the true B1+. So "MT" is the
+given B1 (:func:`qt1lib.estimate.b1_sensitivity.noise_free_reading`): ``X_E`` with the acquired
+protocol and the B1 the estimator uses (nominal, or the measured map), ``X_true`` with the
+acquired protocol and the true B1+, ``X_E^model`` with the sequence the estimator *models*
+(:attr:`~qt1lib.estimate.base.T1Estimator.acquisition`) and the B1 it uses. So "MT" is the
 two-pool physics read by a single-pool model, "estimator" what the estimator adds to the
-noise-free reading of its own data (binning, prior, MP3RAGE's S_13), "B1" the effect of not
-knowing B1+ exactly, "partial volume" the signal mixing of the MP2RAGE voxel (plus the table's
-resolution), "resampling" the grid change, and the IR terms the error of the reference itself.
+noise-free reading of its own model (binning, prior, MP3RAGE's S_13), "estimator model" the
+effect of modelling another sequence than the acquired one (the two-train dictionary of the
+seed's public code, :mod:`qt1lib.estimate.seed_code`; zero, exactly, for an estimator that
+models the acquisition), "B1" the effect of not knowing B1+ exactly, "partial volume" the
+signal mixing of the MP2RAGE voxel (plus the table's resolution), "resampling" the grid change,
+and the IR terms the error of the reference itself.
+
+Why the model term is split off "estimator" and not off "B1": "B1" compares two readings with the
+acquired protocol at two B1+ (what the estimator uses, and the truth); the model mismatch is a
+difference at one B1+ between two sequences, as the binning and the prior are differences at one
+B1+ between two readings. It is measured at the B1+ the estimator uses, so that "B1" stays the
+effect of B1+ on a reading with the acquired protocol for every estimator (another order would
+move the interaction of the model mismatch with B1+ between the two terms; the sum does not change).
+
+A new term is one more level: a :class:`Term` inserted into :data:`TERM_CHAIN` at its place in the
+chain, and its level computed in :func:`decompose_subject` (``levels``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,41 +62,81 @@ import pandas as pd
 from .. import tissues
 from ..bids import read_mpnrage, read_sir
 from ..estimate.b1_sensitivity import noise_free_reading
-from ..estimate.base import estimator_class, estimator_options, make_estimator
+from ..estimate.base import T1Estimator, estimator_class, estimator_options, make_estimator
 from ..estimate.sir_fit import fit_sir
 from ..phantom import cohort_settings, draw_subject, load_truth, simulate_subject, subject_label
 from ..phantom.simulate import SimulationSettings
+from ..protocols import MPnRAGEProtocol
 from .masks import estimation_region
 from .mp2rage import scatter
 from .sir_space import resample_to_sir, sir_space_subject
 from .workspace import DerivativeEntry, Workspace, cached_images
 
-__all__ = ["TERMS", "TERM_DESCRIPTIONS", "true_t1", "cohort_variant", "decompose_subject", "decomposition_table"]
+__all__ = [
+    "Term",
+    "START_LEVEL",
+    "TERM_CHAIN",
+    "TERMS",
+    "TERM_DESCRIPTIONS",
+    "true_t1",
+    "cohort_variant",
+    "model_reading",
+    "decompose_subject",
+    "decomposition_table",
+]
 
-#: Terms of the decomposition, in the order of the telescoping sum (module docstring).
-TERMS: tuple[str, ...] = (
-    "registration",
-    "noise",
-    "MT",
-    "estimator",
-    "B1",
-    "partial volume",
-    "resampling",
-    "IR noise",
-    "IR model",
+
+@dataclass(frozen=True)
+class Term:
+    """One term of the telescoping sum: the level before it in :data:`TERM_CHAIN` minus ``level``.
+
+    Parameters
+    ----------
+    name : str
+        Name of the term (a row of the tables).
+    level : str
+        Key of the level the term ends at, and the next term starts from (``levels`` in
+        :func:`decompose_subject`).
+    definition : str
+        That level, in the notation of the module docstring.
+    description : str
+        What the term measures.
+    """
+
+    name: str
+    level: str
+    definition: str
+    description: str
+
+
+#: The level the chain starts from: the MP2RAGE map resampled with the estimated transform.
+START_LEVEL: tuple[str, str] = ("mp2rage", "E(noisy) o T_est")
+
+#: The terms in the order of the chain (module docstring): term k is level k-1 minus level k.
+TERM_CHAIN: tuple[Term, ...] = (
+    Term("registration", "noisy", "E(noisy) o T_true", "estimated instead of true transform into SIR space"),
+    Term("noise", "nf2", "E(nf, 2-pool) o T_true", "MP2RAGE image noise"),
+    Term("MT", "nf1", "E(nf, 1-pool) o T_true",
+         "two-pool (magnetization transfer) physics read by a single-pool model"),
+    Term("estimator", "x_model", "X_E^model(nf, 1-pool) o T_true",
+         "the estimator against the noise-free reading of its own model (binning, prior, S_13)"),
+    Term("estimator model", "x_e", "X_E(nf, 1-pool) o T_true",
+         "the sequence the estimator models (e.g. the seed code's two trains) instead of the acquired one, "
+         "at the B1+ the estimator uses; zero for an estimator that models the acquisition"),
+    Term("B1", "x_true", "X_true(nf, 1-pool) o T_true",
+         "B1+ the estimator assumes (nominal or measured map) instead of the true B1+"),
+    Term("partial volume", "t1_true", "T1_true o T_true",
+         "signals of several tissues mixed in an MP2RAGE voxel (and the table's resolution)"),
+    Term("resampling", "t1_true_sir", "T1_true(SIR grid)",
+         "true T1 resampled from the MP2RAGE grid onto the coarser SIR grid"),
+    Term("IR model", "ir_nf", "IR(nf)",
+         "SIR fit of mixed-tissue voxels and fixed kmf, with the sign of an error of the reference"),
+    Term("IR noise", "ir", "IR(noisy)", "SIR image noise, with the sign of an error of the reference"),
 )
+#: Terms of the decomposition, in the order of the telescoping sum.
+TERMS: tuple[str, ...] = tuple(t.name for t in TERM_CHAIN)
 #: What each term measures.
-TERM_DESCRIPTIONS: dict[str, str] = {
-    "registration": "estimated instead of true transform into SIR space",
-    "noise": "MP2RAGE image noise",
-    "MT": "two-pool (magnetization transfer) physics read by a single-pool model",
-    "estimator": "the estimator against the noise-free reading of its own combination (binning, prior, S_13)",
-    "B1": "B1+ the estimator assumes (nominal or measured map) instead of the true B1+",
-    "partial volume": "signals of several tissues mixed in an MP2RAGE voxel (and the table's resolution)",
-    "resampling": "true T1 resampled from the MP2RAGE grid onto the coarser SIR grid",
-    "IR noise": "SIR image noise, with the sign of an error of the reference",
-    "IR model": "SIR fit of mixed-tissue voxels and fixed kmf, with the sign of an error of the reference",
-}
+TERM_DESCRIPTIONS: dict[str, str] = {t.name: t.description for t in TERM_CHAIN}
 
 
 def true_t1(r1f: np.ndarray) -> np.ndarray:
@@ -160,6 +218,47 @@ def cohort_variant(ws: Workspace, subject: str, *, bound_pool: bool = True, nois
     return simulate_subject(settings, model, params["seed"])
 
 
+def model_reading(
+    estimator: T1Estimator,
+    gre: np.ndarray,
+    protocol: MPnRAGEProtocol,
+    b1: np.ndarray | float | None,
+    *,
+    scale_prior: str = "jeffreys",
+) -> np.ndarray | None:
+    """Noise-free reading with the sequence the estimator models (``X_E^model``), or None if it models ``protocol``.
+
+    An estimator simulates :attr:`~qt1lib.estimate.base.T1Estimator.acquisition`: the data's
+    protocol renamed, for most; a fixed model of its own for the seed-code estimators
+    (:mod:`qt1lib.estimate.seed_code`), which read the data's first readouts with it. The reading
+    is :func:`qt1lib.estimate.b1_sensitivity.noise_free_reading` of the estimator's readouts with
+    that model, on the data's first ``model.n_readouts`` readouts.
+
+    Parameters
+    ----------
+    estimator : T1Estimator
+    gre : array_like, complex, shape (protocol.n_readouts, ...)
+        Noise-free GRE images of every readout of the data.
+    protocol : MPnRAGEProtocol
+        The data's acquisition.
+    b1 : array_like or float, optional
+        The B1+ the reading assumes (None: nominal).
+    scale_prior : {"flat", "jeffreys"}
+        As :func:`~qt1lib.estimate.b1_sensitivity.noise_free_reading`.
+
+    Returns
+    -------
+    ndarray or None
+        T1 (s), the voxel shape of ``gre``; None when the estimator models ``protocol`` itself
+        (its model term is zero).
+    """
+    model = estimator.acquisition
+    if model == protocol.with_changes(name="acquisition", source="", used_readouts=None):
+        return None
+    gre = np.asarray(gre)
+    return noise_free_reading(gre[: model.n_readouts], model, estimator.readouts, b1, scale_prior=scale_prior)
+
+
 def decompose_subject(ws: Workspace, subject: str, estimators: Iterable[str] | None = None) -> dict:
     """Split ``E o T_est - IR`` of one cohort subject into :data:`TERMS` (module docstring), from the store or computed.
 
@@ -220,28 +319,25 @@ def decompose_subject(ws: Workspace, subject: str, estimators: Iterable[str] | N
 
             one = v["one"].gre[:, region]
             prior = ws.config.scale_prior
-            grid = {
+            x_e = noise_free_reading(one, mp2.protocol, estimator.readouts, b1_map, scale_prior=prior)
+            x_model = model_reading(estimator, one, mp2.protocol, b1_map, scale_prior=prior)
+            grid = {  # levels on the MP2RAGE grid (module docstring)
                 "noisy": mp2[name].t1,
                 "nf2": est(v["two"]),
                 "nf1": est(v["one"]),
-                "x_e": scatter(noise_free_reading(one, mp2.protocol, estimator.readouts, b1_map, scale_prior=prior), region),
+                "x_e": scatter(x_e, region),
                 "x_true": scatter(noise_free_reading(one, mp2.protocol, estimator.readouts, truth["b1"][region],
                                                      scale_prior=prior), region),
                 "t1_true": true_t1(truth["r1f"]).astype(np.float32),
             }
-            r = {k: resample_to_sir(m, mp2.affine, s.true_transform, shape, affine) for k, m in grid.items()}
-            t_sir, ir, ir_nf = v["t1_true_sir"], sir.ir_t1, v["ir_nf"]
-            stack = np.stack([
-                s[name].t1 - r["noisy"],
-                r["noisy"] - r["nf2"],
-                r["nf2"] - r["nf1"],
-                r["nf1"] - r["x_e"],
-                r["x_e"] - r["x_true"],
-                r["x_true"] - r["t1_true"],
-                r["t1_true"] - t_sir,
-                -(ir - ir_nf),
-                -(ir_nf - t_sir),
-            ])
+            if x_model is not None:
+                grid["x_model"] = scatter(x_model, region)
+            levels = {k: resample_to_sir(m, mp2.affine, s.true_transform, shape, affine) for k, m in grid.items()}
+            levels.setdefault("x_model", levels["x_e"])  # the estimator models the acquisition: term 0
+            levels |= {START_LEVEL[0]: s[name].t1, "t1_true_sir": v["t1_true_sir"], "ir_nf": v["ir_nf"],
+                       "ir": sir.ir_t1}
+            upper = [START_LEVEL[0], *(t.level for t in TERM_CHAIN[:-1])]
+            stack = np.stack([levels[a] - levels[t.level] for a, t in zip(upper, TERM_CHAIN)])
             return {"terms": stack}
 
         entry = {"terms": DerivativeEntry("T1map", f"{estimator.desc}terms", "SIR", units="s", skull_stripped=True,
