@@ -733,10 +733,13 @@ CHAPTER_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
                   "t1_values": [0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 1.7, 2.0, 2.3, 2.6, 3.0, 3.5]},
     },
     "05_registration_and_bias": {
-        "smoke": {"estimators": ["lut", "map_seed_mp2rage", "map_exact_mp2rage"], "n_decomposition": 1},
+        "smoke": {"estimators": ["lut", "map_seed_mp2rage", "map_exact_mp2rage", "map_seed_code_mp2rage"],
+                  "n_decomposition": 1},
         "quick": {},
-        "paper": {"decomposition_estimators": ["map_seed_mp2rage", "map_exact_mp2rage", "map_exact_mp3rage"],
-                  "estimators": ["lut", "lut_b1", "map_seed_mp2rage", "map_exact_mp2rage", "map_exact_mp3rage"],
+        "paper": {"decomposition_estimators": ["map_seed_mp2rage", "map_exact_mp2rage", "map_exact_mp3rage",
+                                               "map_seed_code_mp2rage"],
+                  "estimators": ["lut", "lut_b1", "map_seed_mp2rage", "map_exact_mp2rage", "map_exact_mp3rage",
+                                 "map_seed_code_mp2rage"],
                   "n_decomposition": 4},
     },
     "06_calibration": {

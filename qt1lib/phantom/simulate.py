@@ -439,23 +439,23 @@ class SubjectImages:
         MP3RAGE grid (first-session scanner = subject coordinates) and SIR grid (second-session
         scanner coordinates).
     gre : ndarray, complex64, shape (n_readouts, *grid.shape)
-        MP3RAGE images (one per inversion).
+        MP3RAGE images (one per inversion); None when the MP3RAGE session was not simulated.
     b1_map : ndarray, float32, shape grid.shape
-        Measured relative B1+ map.
+        Measured relative B1+ map (None with the MP3RAGE session).
     sir : ndarray, float32, shape (n_samples, *sir_grid.shape)
-        SIR magnitude images.
+        SIR magnitude images; None when the SIR session was not simulated.
     truth, sir_truth : SpaceTruth
-        Ground truth on each grid.
+        Ground truth on each grid (None with their session).
     """
 
     model: SubjectModel
     grid: Grid
     sir_grid: Grid
-    gre: np.ndarray
-    b1_map: np.ndarray
-    sir: np.ndarray
-    truth: SpaceTruth
-    sir_truth: SpaceTruth
+    gre: np.ndarray | None
+    b1_map: np.ndarray | None
+    sir: np.ndarray | None
+    truth: SpaceTruth | None
+    sir_truth: SpaceTruth | None
 
 
 def _complex_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
@@ -470,7 +470,13 @@ def cohort_grids(settings: SimulationSettings) -> tuple[Grid, Grid]:
     return Grid.covering(box, settings.voxel_size), Grid.covering(box, settings.sir_voxel_size)
 
 
-def simulate_subject(settings: SimulationSettings, model: SubjectModel, seed: int = 0) -> SubjectImages:
+#: The two sessions :func:`simulate_subject` can simulate.
+SESSIONS = ("mp2rage", "sir")
+
+
+def simulate_subject(
+    settings: SimulationSettings, model: SubjectModel, seed: int = 0, sessions: tuple[str, ...] = SESSIONS
+) -> SubjectImages:
     """Simulate the MP3RAGE, B1 map and SIR images of one subject.
 
     Parameters
@@ -481,13 +487,37 @@ def simulate_subject(settings: SimulationSettings, model: SubjectModel, seed: in
         The subject (:func:`draw_subject`).
     seed : int
         Seed of the image noise and of the B1 map's error.
+    sessions : tuple of {"mp2rage", "sir"}
+        The sessions to simulate (the others' fields are None); each session's noise has its own
+        random stream, so simulating one alone gives the same images as simulating both.
 
     Returns
     -------
     SubjectImages
     """
+    unknown = set(sessions) - set(SESSIONS)
+    if unknown or not sessions:
+        raise ValueError(f"sessions must be a non-empty subset of {SESSIONS}, got {sessions!r}")
     grid, sir_grid = cohort_grids(settings)
+    gre = b1_map = sir = truth = sir_truth = None
+    if "mp2rage" in sessions:
+        gre, b1_map, truth = _simulate_mp2rage(settings, model, seed, grid)
+    if "sir" in sessions:
+        sir, sir_truth = _simulate_sir(settings, model, seed, sir_grid)
+    return SubjectImages(
+        model=model,
+        grid=grid,
+        sir_grid=sir_grid,
+        gre=None if gre is None else gre.astype(np.complex64),
+        b1_map=None if b1_map is None else b1_map.astype(np.float32),
+        sir=None if sir is None else sir.astype(np.float32),
+        truth=truth,
+        sir_truth=sir_truth,
+    )
 
+
+def _simulate_mp2rage(settings: SimulationSettings, model: SubjectModel, seed: int, grid: Grid):
+    """MP3RAGE images, measured B1 map and truth on the MP3RAGE grid."""
     # MP3RAGE session: its scanner coordinates are the subject coordinates.
     fractions = model.fractions(grid, settings.voxel_size)
     b1 = model.b1(grid)
@@ -505,7 +535,11 @@ def simulate_subject(settings: SimulationSettings, model: SubjectModel, seed: in
         white = rng_for(seed, model.index, "noise-b1map").standard_normal(grid.shape)
         err = ndimage.gaussian_filter(white, sigma_vox, mode="wrap")
         b1_map = b1_map + settings.b1_noise * err / err.std()
+    return gre, b1_map, truth
 
+
+def _simulate_sir(settings: SimulationSettings, model: SubjectModel, seed: int, sir_grid: Grid):
+    """SIR magnitude images and truth on the SIR grid."""
     # SIR session: the head moved; the SIR grid is axis-aligned in the new scanner coordinates.
     sir_pts = apply_affine(model.motion.session_to_subject, sir_grid.points())
     sir_fractions = model.fractions(sir_pts, settings.sir_voxel_size)
@@ -519,14 +553,4 @@ def simulate_subject(settings: SimulationSettings, model: SubjectModel, seed: in
     noise = _complex_noise(rng_for(seed, model.index, "noise-sir"), sir_complex.shape, settings.noise_sigma("sir"))
     sir = np.abs(sir_complex + noise)
     sir_truth = SpaceTruth(fractions=sir_fractions, pd=sir_mixed.pd, r1f=sir_mixed.r1f, psr=sir_mixed.psr, b1=sir_b1)
-
-    return SubjectImages(
-        model=model,
-        grid=grid,
-        sir_grid=sir_grid,
-        gre=gre.astype(np.complex64),
-        b1_map=b1_map.astype(np.float32),
-        sir=sir.astype(np.float32),
-        truth=truth,
-        sir_truth=sir_truth,
-    )
+    return sir, sir_truth

@@ -12,30 +12,40 @@ term                 definition (SIR space)
 registration         ``E(noisy) o T_est - E(noisy) o T_true``
 noise                ``[E(noisy) - E(nf, 2-pool)] o T_true``
 MT                   ``[E(nf, 2-pool) - E(nf, 1-pool)] o T_true``
-estimator            ``[E(nf, 1-pool) - X_E^model(nf, 1-pool)] o T_true``
+inversion            ``[E(nf, 1-pool) - E(nf, 1-pool, eff)] o T_true``
+estimator            ``[E(nf, 1-pool, eff) - X_E^model(nf, 1-pool, eff)] o T_true``
 estimator model      ``[X_E^model(nf, 1-pool) - X_E(nf, 1-pool)] o T_true``
 B1                   ``[X_E(nf, 1-pool) - X_true(nf, 1-pool)] o T_true``
 partial volume       ``[X_true(nf, 1-pool) - T1_true] o T_true``
 resampling           ``T1_true o T_true - T1_true(SIR grid)``
-IR model             ``-[IR(nf) - T1_true(SIR grid)]``
+IR model             ``-[IR(nf, sat) - T1_true(SIR grid)]``
+SIR readout          ``-[IR(nf) - IR(nf, sat)]``
 IR noise             ``-[IR(noisy) - IR(nf)]``
 ===================  =========================================================================
 
 adds up exactly to ``E(noisy) o T_est - IR(noisy)`` in every voxel. ``nf`` are the cohort's
 images re-simulated without noise (:func:`cohort_variant`), ``1-pool`` with PSR = 0 (single-pool
-tissue, same anatomy, B1+, receive fields and motion); ``T1_true`` is the free-water-weighted
+tissue, same anatomy, B1+, receive fields and motion), ``eff`` with the protocol's inversion
+efficiency in the data (the one the estimators assume) instead of the tissue's Bloch-simulated one,
+``sat`` with a readout that fully saturates the free pool before each SIR delay (the SIR fit's
+assumption); ``T1_true`` is the free-water-weighted
 1/R1f of the truth; ``X`` is the noise-free *reading* of the estimator's combination with a
 given B1 (:func:`qt1lib.estimate.b1_sensitivity.noise_free_reading`): ``X_E`` with the acquired
 protocol and the B1 the estimator uses (nominal, or the measured map), ``X_true`` with the
 acquired protocol and the true B1+, ``X_E^model`` with the sequence the estimator *models*
 (:attr:`~qt1lib.estimate.base.T1Estimator.acquisition`) and the B1 it uses. So "MT" is the
-two-pool physics read by a single-pool model, "estimator" what the estimator adds to the
+two-pool physics read by a single-pool model, "inversion" the data's free-pool inversion
+efficiency (per tissue, from a Bloch simulation of the pulse, :mod:`qt1lib.phantom.physics`)
+against the protocol's constant that every estimator assumes, "estimator" what the estimator adds to the
 noise-free reading of its own model (binning, prior, MP3RAGE's S_13), "estimator model" the
 effect of modelling another sequence than the acquired one (the two-train dictionary of the
 seed's public code, :mod:`qt1lib.estimate.seed_code`; zero, exactly, for an estimator that
 models the acquisition), "B1" the effect of not knowing B1+ exactly, "partial volume" the
 signal mixing of the MP2RAGE voxel (plus the table's resolution), "resampling" the grid change,
-and the IR terms the error of the reference itself.
+and the IR terms the error of the reference itself: "IR model" the SIR fit's own model (mixed-tissue
+voxels, fixed kmf, ``R1m = R1f``), "SIR readout" the free-pool magnetization the readout leaves,
+which the fit assumes to be zero, and "IR noise". "inversion" and "SIR readout" are exactly zero
+for a cohort with the ``conservative`` physics.
 
 Why the model term is split off "estimator" and not off "B1": "B1" compares two readings with the
 acquired protocol at two B1+ (what the estimator uses, and the truth); the model mismatch is a
@@ -64,7 +74,7 @@ from ..bids import read_mpnrage, read_sir
 from ..estimate.b1_sensitivity import noise_free_reading
 from ..estimate.base import T1Estimator, estimator_class, estimator_options, make_estimator
 from ..estimate.sir_fit import fit_sir
-from ..phantom import cohort_settings, draw_subject, load_truth, simulate_subject, subject_label
+from ..phantom import cohort_physics, cohort_settings, draw_subject, load_truth, simulate_subject, subject_label
 from ..phantom.simulate import SimulationSettings
 from ..protocols import MPnRAGEProtocol
 from .masks import estimation_region
@@ -118,7 +128,10 @@ TERM_CHAIN: tuple[Term, ...] = (
     Term("noise", "nf2", "E(nf, 2-pool) o T_true", "MP2RAGE image noise"),
     Term("MT", "nf1", "E(nf, 1-pool) o T_true",
          "two-pool (magnetization transfer) physics read by a single-pool model"),
-    Term("estimator", "x_model", "X_E^model(nf, 1-pool) o T_true",
+    Term("inversion", "nf1_eff", "E(nf, 1-pool, eff) o T_true",
+         "the data's free-pool inversion efficiency (Bloch-simulated per tissue) instead of the protocol's, "
+         "which the estimators assume"),
+    Term("estimator", "x_model", "X_E^model(nf, 1-pool, eff) o T_true",
          "the estimator against the noise-free reading of its own model (binning, prior, S_13)"),
     Term("estimator model", "x_e", "X_E(nf, 1-pool) o T_true",
          "the sequence the estimator models (e.g. the seed code's two trains) instead of the acquired one, "
@@ -129,8 +142,11 @@ TERM_CHAIN: tuple[Term, ...] = (
          "signals of several tissues mixed in an MP2RAGE voxel (and the table's resolution)"),
     Term("resampling", "t1_true_sir", "T1_true(SIR grid)",
          "true T1 resampled from the MP2RAGE grid onto the coarser SIR grid"),
-    Term("IR model", "ir_nf", "IR(nf)",
-         "SIR fit of mixed-tissue voxels and fixed kmf, with the sign of an error of the reference"),
+    Term("IR model", "ir_nf_sat", "IR(nf, sat)",
+         "SIR fit of mixed-tissue voxels, fixed kmf and R1m = R1f, with the sign of an error of the reference"),
+    Term("SIR readout", "ir_nf", "IR(nf)",
+         "free-pool magnetization left by the SIR readout, which the fit takes as zero, with the sign of an "
+         "error of the reference"),
     Term("IR noise", "ir", "IR(noisy)", "SIR image noise, with the sign of an error of the reference"),
 )
 #: Terms of the decomposition, in the order of the telescoping sum.
@@ -163,10 +179,12 @@ def _settings_and_model_cached(bids_dir: str, subject: str, stamp: int):
     index = next((i for i in range(params["n_subjects"]) if subject_label(i) == subject), None)
     if index is None:
         raise ValueError(f"subject {subject!r} is not one of the cohort's {params['n_subjects']} subjects")
-    values = {t.twopool.name: {k: v for k, v in dataclasses.asdict(t.twopool).items() if k != "source"}
-              for t in tissues.ALL}
+    physics = cohort_physics(params["physics"])
+    values = {t.twopool.name: {k: v for k, v in dataclasses.asdict(physics.tissues[t.twopool.name]).items()
+                               if k != "source"} for t in tissues.ALL}
     if params["tissues"] != values:
-        raise ValueError("the cohort was generated with tissue parameters other than the registry's; cannot re-simulate it")
+        raise ValueError(f"the cohort was generated with tissue parameters other than those of its {physics.name!r} "
+                         "physics; cannot re-simulate it")
     settings = cohort_settings(
         params["profile"],
         np.inf if params["snr"] is None else params["snr"],
@@ -178,6 +196,7 @@ def _settings_and_model_cached(bids_dir: str, subject: str, stamp: int):
         b1_noise=params["b1_noise"],
         motion=params["motion"],
         bound_pool=params["bound_pool"],
+        physics=physics.name,
     )
     defaults = {f.name: f.default for f in dataclasses.fields(SimulationSettings)}
     for key in ("b1_map_fwhm_mm", "deformation_mm", "rotation_sd_deg", "translation_sd_mm"):
@@ -186,7 +205,16 @@ def _settings_and_model_cached(bids_dir: str, subject: str, stamp: int):
     return settings, draw_subject(settings, index, params["anatomy_seed"]), params
 
 
-def cohort_variant(ws: Workspace, subject: str, *, bound_pool: bool = True, noisy: bool = False):
+def cohort_variant(
+    ws: Workspace,
+    subject: str,
+    *,
+    bound_pool: bool = True,
+    noisy: bool = False,
+    protocol_inversion: bool = False,
+    saturating_readout: bool = False,
+    sessions: tuple[str, ...] = ("mp2rage", "sir"),
+):
     """One subject of the digital cohort re-simulated in memory, without noise or without the bound pool.
 
     The same anatomy, tissue parameters, B1+ and receive fields, motion and measured B1 map as
@@ -204,6 +232,13 @@ def cohort_variant(ws: Workspace, subject: str, *, bound_pool: bool = True, nois
         generated without bound pool.
     noisy : bool
         Keep the cohort's noise (True) or simulate noise-free images (False).
+    protocol_inversion : bool
+        True: the MP3RAGE inversion has the protocol's efficiency in every tissue (what the
+        estimators assume) instead of the cohort's.
+    saturating_readout : bool
+        True: the SIR readout leaves no free-pool magnetization (what the SIR fit assumes).
+    sessions : tuple of {"mp2rage", "sir"}
+        The sessions to simulate (:func:`qt1lib.phantom.simulate_subject`).
 
     Returns
     -------
@@ -215,7 +250,11 @@ def cohort_variant(ws: Workspace, subject: str, *, bound_pool: bool = True, nois
     if not bound_pool:
         settings = dataclasses.replace(settings, bound_pool=False)
         model = dataclasses.replace(model, bound_pool=False)
-    return simulate_subject(settings, model, params["seed"])
+    if protocol_inversion:
+        settings = dataclasses.replace(settings, inversion="protocol")
+    if saturating_readout:
+        settings = dataclasses.replace(settings, sir_readout_residual=0.0)
+    return simulate_subject(settings, model, params["seed"], sessions)
 
 
 def model_reading(
@@ -288,16 +327,28 @@ def decompose_subject(ws: Workspace, subject: str, estimators: Iterable[str] | N
     truth_inputs = sorted((ws.bids_dir / "derivatives" / "phantom" / f"sub-{subject}").rglob("*.*"))
     variants: dict = {}
 
+    def ir_map(images) -> np.ndarray:
+        fit = fit_sir(images.sir[:, sir.fit_mask], sir.protocol)
+        out = np.full(sir.shape, np.nan)
+        out[sir.fit_mask] = 1.0 / fit.r1f
+        return out
+
     def lazy_variants() -> dict:
         if not variants:
+            settings, _, _ = _settings_and_model(ws, subject)
             variants["two"] = cohort_variant(ws, subject)
-            variants["one"] = cohort_variant(ws, subject, bound_pool=False)
+            variants["one"] = cohort_variant(ws, subject, bound_pool=False, sessions=("mp2rage",))
+            variants["one_eff"] = (
+                variants["one"] if settings.inversion == "protocol"
+                else cohort_variant(ws, subject, bound_pool=False, protocol_inversion=True, sessions=("mp2rage",))
+            )
             variants["truth"] = load_truth(ws.bids_dir, subject)
             variants["t1_true_sir"] = true_t1(load_truth(ws.bids_dir, subject, "SIR")["r1f"])
-            fit = fit_sir(variants["two"].sir[:, sir.fit_mask], sir.protocol)
-            ir_nf = np.full(sir.shape, np.nan)
-            ir_nf[sir.fit_mask] = 1.0 / fit.r1f
-            variants["ir_nf"] = ir_nf
+            variants["ir_nf"] = ir_map(variants["two"])
+            variants["ir_nf_sat"] = (
+                variants["ir_nf"] if settings.sir_readout_residual == 0
+                else ir_map(cohort_variant(ws, subject, saturating_readout=True, sessions=("sir",)))
+            )
         return variants
 
     settings = ws.estimator_settings()
@@ -317,7 +368,7 @@ def decompose_subject(ws: Workspace, subject: str, estimators: Iterable[str] | N
             def est(images) -> np.ndarray:
                 return scatter(estimator.fit(images.gre[:, region], b1=b1_map).map, region)
 
-            one = v["one"].gre[:, region]
+            one = v["one_eff"].gre[:, region]
             prior = ws.config.scale_prior
             x_e = noise_free_reading(one, mp2.protocol, estimator.readouts, b1_map, scale_prior=prior)
             x_model = model_reading(estimator, one, mp2.protocol, b1_map, scale_prior=prior)
@@ -325,6 +376,7 @@ def decompose_subject(ws: Workspace, subject: str, estimators: Iterable[str] | N
                 "noisy": mp2[name].t1,
                 "nf2": est(v["two"]),
                 "nf1": est(v["one"]),
+                "nf1_eff": est(v["one_eff"]),
                 "x_e": scatter(x_e, region),
                 "x_true": scatter(noise_free_reading(one, mp2.protocol, estimator.readouts, truth["b1"][region],
                                                      scale_prior=prior), region),
@@ -335,6 +387,7 @@ def decompose_subject(ws: Workspace, subject: str, estimators: Iterable[str] | N
             levels = {k: resample_to_sir(m, mp2.affine, s.true_transform, shape, affine) for k, m in grid.items()}
             levels.setdefault("x_model", levels["x_e"])  # the estimator models the acquisition: term 0
             levels |= {START_LEVEL[0]: s[name].t1, "t1_true_sir": v["t1_true_sir"], "ir_nf": v["ir_nf"],
+                       "ir_nf_sat": v["ir_nf_sat"],
                        "ir": sir.ir_t1}
             upper = [START_LEVEL[0], *(t.level for t in TERM_CHAIN[:-1])]
             stack = np.stack([levels[a] - levels[t.level] for a, t in zip(upper, TERM_CHAIN)])
