@@ -1,10 +1,10 @@
-"""Two-pool tissue from a measured bi-exponential inversion recovery (qt1lib.estimate.ir_reference_physics)."""
+"""Two-pool tissue from a measured bi-exponential inversion recovery (qt1lib.sequences.twopool)."""
 
 import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from qt1lib.estimate.ir_reference_physics import (
+from qt1lib.sequences.twopool import (
     r1f_for_slow_rate,
     two_pool_from_ir_components,
 )

@@ -59,6 +59,9 @@ __all__ = [
     "TISSUES_7T",
     "TISSUES_7T_CONSERVATIVE",
     "RIOUX_2016_WM_FAST_FRACTION",
+    "RIOUX_2016_WM_T1_LONG",
+    "r1f_for_slow_rate",
+    "two_pool_from_ir_components",
     "R1M_CONVENTION",
     "T2F_7T",
 ]
@@ -650,6 +653,9 @@ TISSUES_7T_CONSERVATIVE: dict[str, TwoPoolTissue] = {
 #: component 1349 ms, 89 %), Rioux et al. 2016 (MRM 75:2265, abstract; IR-FSE with 13 TIs and an
 #: adiabatic inversion). At 3 T they report 9 %, so (0.09, 0.13) is kept as the cited range.
 RIOUX_2016_WM_FAST_FRACTION = 0.11
+#: The long component (s) of the same fit: the two-pool model's slow rate ``1 / R1-``, which is ``1 / R1f``
+#: only when ``R1m = R1f``.
+RIOUX_2016_WM_T1_LONG = 1.349
 RIOUX_2016_WM_FAST_FRACTION_RANGE = (0.09, 0.13)
 
 #: Macromolecular-pool R1 (s^-1) where it is not constrained to R1f: 1 s^-1, the value qMT fits
@@ -667,67 +673,161 @@ R1M_CONVENTION = 1.0
 T2F_7T: dict[str, float] = {"WM": 45e-3, "subcortical_GM": 45e-3, "cortical_GM": 45e-3, "CSF": 1.0}
 
 
-def _wm_psr_for_fast_fraction(fraction: float) -> float:
-    """The WM pool size ratio whose modelled fast IR fraction is ``fraction`` (Rioux et al. 2016).
+def r1f_for_slow_rate(r1_slow, psr, r1m, kmf=KMF_HUMAN_BRAIN) -> np.ndarray:
+    """Free-pool R1 (s^-1) for which ``r1_slow`` is an eigen-rate of the two-pool exchange matrix.
 
-    The fraction of :func:`ir_fast_fraction` after the Siemens HS inversion at B1+ = 1 (free pool:
-    Bloch efficiency with T1f, T2f; bound pool: :meth:`HyperbolicSecantPulse.bound_fraction`),
-    with the literature WM's R1f, R1m and kmf, solved for PSR by Brent's method.
+    ``-r1_slow`` is an eigenvalue of ``L = [[-(R1f + kfm), kmf], [kfm, -(R1m + kmf)]]``
+    (Gochberg & Gore 2007, MRM 57:437, eq. 1; ``kfm = PSR kmf``) when
+    ``(R1f + kfm - r1_slow)(R1m + kmf - r1_slow) = kfm kmf``, so
+    ``R1f = r1_slow - PSR kmf + PSR kmf^2 / (R1m + kmf - r1_slow)``. The other eigen-rate is the
+    trace minus ``r1_slow``, ``PSR kmf^2 / (R1m + kmf - r1_slow) + R1m + kmf``, so ``r1_slow`` is
+    the slow rate ``R1-`` whenever ``r1_slow < R1m + kmf``. Arguments broadcast (s^-1, PSR
+    dimensionless).
     """
-    from scipy.optimize import brentq
+    r1_slow, psr, r1m, kmf = (np.asarray(v, dtype=float) for v in (r1_slow, psr, r1m, kmf))
+    return r1_slow - psr * kmf + psr * kmf**2 / (r1m + kmf - r1_slow)
 
-    r1f, t2f = 1.0 / 1.349, T2F_7T["WM"]
-    pulse = SIEMENS_HS_INVERSION
-    eff = float(free_pool_inversion(pulse.amplitude, pulse.sweep, pulse.duration, 1.0 / r1f, t2f, 1.0, n_steps=EFFICIENCY_TABLE_STEPS))
-    bound = float(SIEMENS_HS_INVERSION.bound_fraction(1.0))
+
+def two_pool_from_ir_components(
+    t1_long: float,
+    fast_fraction: float,
+    *,
+    r1m: float,
+    kmf: float = KMF_HUMAN_BRAIN,
+    free_efficiency: float = 1.0,
+    bound_fraction: float = 1.0,
+    psr_max: float = 2.0,
+) -> tuple[float, float]:
+    """``(R1f, PSR)`` whose inversion recovery has the long component ``t1_long`` and ``fast_fraction``.
+
+    For each PSR, :func:`r1f_for_slow_rate` gives the R1f whose slow rate ``R1-`` is ``1 / t1_long``
+    (it is the slow one since ``1 / t1_long < r1m + kmf`` is required); the
+    fast fraction of that tissue after the inversion (:func:`ir_fast_fraction`,
+    Li et al. 2010, eqs. 3-5) is then solved for PSR by Brent's method.
+
+    Parameters
+    ----------
+    t1_long : float
+        Long T1 component of the recovery (s), > 0 (Rioux et al. 2016: 1.349 s in WM at 7 T).
+    fast_fraction : float
+        Fraction of the recovery carried by the short component, in (0, 1) (Rioux et al. 2016: 0.11).
+    r1m : float
+        Macromolecular R1 (s^-1), > 0, assumed known (e.g. the qMT convention 1 s^-1).
+    kmf : float, default 14.5 s^-1
+        Exchange rate m -> f.
+    free_efficiency : float, default 1
+        The inversion's efficiency on the free pool, in (0, 1].
+    bound_fraction : float, default 1
+        Factor the inversion applies to the macromolecular Mz, in [-1, 1].
+    psr_max : float, default 2
+        Largest pool size ratio searched.
+
+    Returns
+    -------
+    (float, float)
+        ``R1f`` (s^-1) and ``PSR``.
+
+    Raises
+    ------
+    ValueError
+        For a parameter out of range, or a fraction that no PSR in ``(0, psr_max]`` with a
+        positive R1f produces.
+    """
+    for name, value in (("t1_long (s)", t1_long), ("r1m (s^-1)", r1m), ("kmf (s^-1)", kmf), ("psr_max", psr_max)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    if not (0.0 < fast_fraction < 1.0):
+        raise ValueError(f"fast_fraction must lie in (0, 1), got {fast_fraction!r}")
+    if not (0.0 < free_efficiency <= 1.0):
+        raise ValueError(f"free_efficiency must lie in (0, 1], got {free_efficiency!r}")
+    if not (-1.0 <= bound_fraction <= 1.0):
+        raise ValueError(f"bound_fraction must lie in [-1, 1], got {bound_fraction!r}")
+    r1_slow = 1.0 / t1_long
+    if r1_slow >= r1m + kmf:
+        raise ValueError(f"1 / t1_long ({r1_slow:.3g} s^-1) must be below r1m + kmf ({r1m + kmf:.3g} s^-1)")
+    high = psr_max
+    if r1m > r1_slow:  # R1f falls with PSR: stay where it is positive
+        high = min(psr_max, 0.999 * r1_slow * (r1m + kmf - r1_slow) / (kmf * (r1m - r1_slow)))
 
     def excess(psr: float) -> float:
-        return float(ir_fast_fraction(r1f, psr, KMF_HUMAN_BRAIN, R1M_CONVENTION, eff, bound)) - fraction
+        r1f = float(r1f_for_slow_rate(r1_slow, psr, r1m, kmf))
+        return float(ir_fast_fraction(r1f, psr, kmf, r1m, free_efficiency, bound_fraction)) - fast_fraction
 
-    return float(brentq(excess, 1e-3, 2.0, xtol=1e-10))
+    low = 1e-6
+    if np.sign(excess(low)) == np.sign(excess(high)):
+        raise ValueError(
+            f"no PSR in ({low}, {high:.3g}] gives a fast fraction of {fast_fraction!r} with t1_long {t1_long!r} s, "
+            f"r1m {r1m!r} s^-1, kmf {kmf!r} s^-1"
+        )
+    from scipy.optimize import brentq
+
+    psr = float(brentq(excess, low, high, xtol=1e-12))
+    return float(r1f_for_slow_rate(r1_slow, psr, r1m, kmf)), psr
 
 
-_PSR_WM_LITERATURE = _wm_psr_for_fast_fraction(RIOUX_2016_WM_FAST_FRACTION)
-_PSR_SRC = (
-    "PSR {psr:.3f}: the pool size ratio whose fast IR fraction after the HS inversion is Rioux et al. 2016's "
-    "11 % in WM at 7 T (computed, qt1lib.sequences.twopool._wm_psr_for_fast_fraction){scaled}"
+def _wm_literature() -> tuple[float, float]:
+    """WM ``(R1f, PSR)`` whose inversion recovery has Rioux et al. 2016's 7 T long component and fast fraction.
+
+    :func:`two_pool_from_ir_components` with 1.349 s and 11 %, ``R1m`` = :data:`R1M_CONVENTION`,
+    ``kmf`` = :data:`KMF_HUMAN_BRAIN`, after the Siemens HS inversion at B1+ = 1 (free pool: Bloch
+    efficiency with T1 1.349 s and the WM T2f; bound pool: :meth:`HyperbolicSecantPulse.bound_fraction`).
+    """
+    pulse = SIEMENS_HS_INVERSION
+    eff = float(free_pool_inversion(pulse.amplitude, pulse.sweep, pulse.duration, RIOUX_2016_WM_T1_LONG,
+                                    T2F_7T["WM"], 1.0, n_steps=EFFICIENCY_TABLE_STEPS))
+    return two_pool_from_ir_components(RIOUX_2016_WM_T1_LONG, RIOUX_2016_WM_FAST_FRACTION, r1m=R1M_CONVENTION,
+                                       free_efficiency=eff, bound_fraction=float(pulse.bound_fraction(1.0)))
+
+
+_R1F_WM_LITERATURE, _PSR_WM_LITERATURE = _wm_literature()
+_WM_LIT_SRC = (
+    f"R1f = 1/{1 / _R1F_WM_LITERATURE:.3f} s and PSR {_PSR_WM_LITERATURE:.3f}: the two-pool WM whose inversion "
+    "recovery after the HS inversion has the long component 1.349 s and the fast fraction 11 % that Rioux et al. "
+    "2016 (MRM 75:2265, abstract) measured at 7 T (computed, qt1lib.sequences.twopool._wm_literature)"
 )
 _R1M_SRC = "R1m 1 s^-1: qMT convention (Henkelman et al. 1993; Sled & Pike 2001), an assumption at 7 T"
 _T2F_SRC = "T2f 45 ms: qMRLab 7 T default (AI_defaultTissueParams.m, commit 07a79ba)"
 
 
-def _gm_psr(ratio_to_wm: float, why: str) -> tuple[float, str]:
+def _grey_matter(t1_slow: float, ratio_to_wm: float, why: str, t1_source: str) -> tuple[float, float, str]:
+    """Grey-matter ``(R1f, PSR, source)``: the PSR scaled from the literature WM, the measured T1 as the slow rate."""
     psr = _PSR_WM_LITERATURE * ratio_to_wm
-    return psr, _PSR_SRC.format(psr=psr, scaled=f", times {ratio_to_wm:.3f} ({why})")
+    r1f = float(r1f_for_slow_rate(1.0 / t1_slow, psr, R1M_CONVENTION))
+    source = (
+        f"PSR {psr:.3f}: the literature WM's times {ratio_to_wm:.3f} ({why}); R1f = 1/{1 / r1f:.3f} s: the free-pool "
+        f"R1 whose slow recovery rate is 1/{t1_slow} s ({t1_source}, a mono-exponential T1, taken as the slow "
+        "component; qt1lib.sequences.twopool.r1f_for_slow_rate)"
+    )
+    return r1f, psr, source
 
 
-_SGM_PSR, _SGM_PSR_SRC = _gm_psr(0.09 / 0.114, "the conservative sGM/WM ratio 0.09/0.114, an assumption")
-_CGM_PSR, _CGM_PSR_SRC = _gm_psr(0.075 / 0.114, "the GM/WM ratio of Dortch et al. 2011 at 3 T, 0.075/0.114")
+_SGM = _grey_matter(1.664, 0.09 / 0.114, "the conservative sGM/WM ratio 0.09/0.114, an assumption",
+                    "mean of putamen 1.644 s and caudate head 1.684 s at 7 T, Wright et al. 2008, MAGMA 21:121")
+_CGM = _grey_matter(1.939, 0.075 / 0.114, "the GM/WM ratio of Dortch et al. 2011 at 3 T, 0.075/0.114",
+                    "cortical GM at 7 T, Wright et al. 2008, MAGMA 21:121")
 
-#: Default 7 T two-pool tissue parameters of the digital cohort ("literature"): R1f as before, a WM
-#: pool size ratio consistent with the fast IR fraction Rioux et al. 2016 measured at 7 T, grey
-#: matter scaled by the 3 T GM/WM ratio, ``R1m`` = :data:`R1M_CONVENTION` (the SIR fit keeps its
-#: ``R1m = R1f`` constraint, so the reference carries that model error) and a free-pool T2 that sets
-#: each tissue's inversion efficiency. The tissue registry (:attr:`qt1lib.tissues.Tissue.twopool`)
+
+#: Default 7 T two-pool tissue parameters of the digital cohort ("literature"): a WM whose inversion
+#: recovery has the long component and the fast fraction Rioux et al. 2016 measured at 7 T, grey
+#: matter with the 3 T GM/WM pool-size ratio and its measured 7 T T1 as the slow recovery rate,
+#: ``R1m`` = :data:`R1M_CONVENTION` (the SIR fit keeps its ``R1m = R1f`` constraint, so the reference
+#: carries that model error) and a free-pool T2 that sets each tissue's inversion efficiency. The tissue registry (:attr:`qt1lib.tissues.Tissue.twopool`)
 #: points at these entries; this module must not import it.
 TISSUES_7T: dict[str, TwoPoolTissue] = {
     "WM": TwoPoolTissue(
-        "WM", r1f=1.0 / 1.349, psr=_PSR_WM_LITERATURE, kmf=KMF_HUMAN_BRAIN, m0f=0.69,
+        "WM", r1f=_R1F_WM_LITERATURE, psr=_PSR_WM_LITERATURE, kmf=KMF_HUMAN_BRAIN, m0f=0.69,
         r1m=R1M_CONVENTION, t2f=T2F_7T["WM"],
-        source=(
-            f"{_WM_R1F_SRC}; {_PSR_SRC.format(psr=_PSR_WM_LITERATURE, scaled='')}; {_R1M_SRC}; {_T2F_SRC}; "
-            f"{_KMF_SRC}; {_PD_SRC}"
-        ),
+        source=f"{_WM_LIT_SRC}; {_R1M_SRC}; {_T2F_SRC}; {_KMF_SRC}; {_PD_SRC}",
     ),
     "subcortical_GM": TwoPoolTissue(
-        "subcortical_GM", r1f=1.0 / 1.664, psr=_SGM_PSR, kmf=KMF_HUMAN_BRAIN, m0f=0.8,
+        "subcortical_GM", r1f=_SGM[0], psr=_SGM[1], kmf=KMF_HUMAN_BRAIN, m0f=0.8,
         r1m=R1M_CONVENTION, t2f=T2F_7T["subcortical_GM"],
-        source=f"{_SGM_R1F_SRC}; {_SGM_PSR_SRC}; {_R1M_SRC}; {_T2F_SRC}; {_KMF_SRC}; {_PD_SRC}",
+        source=f"{_SGM[2]}; {_R1M_SRC}; {_T2F_SRC}; {_KMF_SRC}; {_PD_SRC}",
     ),
     "cortical_GM": TwoPoolTissue(
-        "cortical_GM", r1f=1.0 / 1.939, psr=_CGM_PSR, kmf=KMF_HUMAN_BRAIN, m0f=0.8,
+        "cortical_GM", r1f=_CGM[0], psr=_CGM[1], kmf=KMF_HUMAN_BRAIN, m0f=0.8,
         r1m=R1M_CONVENTION, t2f=T2F_7T["cortical_GM"],
-        source=f"{_CGM_R1F_SRC}; {_CGM_PSR_SRC}; {_R1M_SRC}; {_T2F_SRC}; {_KMF_SRC}; {_PD_SRC}",
+        source=f"{_CGM[2]}; {_R1M_SRC}; {_T2F_SRC}; {_KMF_SRC}; {_PD_SRC}",
     ),
     "CSF": TwoPoolTissue(
         "CSF", r1f=1.0 / 4.4, psr=0.0, kmf=KMF_HUMAN_BRAIN, m0f=1.0, t2f=T2F_7T["CSF"],
