@@ -124,7 +124,8 @@ def seed_code_tissue_readings(
     Signals: :func:`qt1lib.sequences.twopool.gre_signals_twopool` of every readout of
     ``protocol`` with each tissue's ``r1f``, ``psr`` and ``kmf`` (and its ``r1m`` where the
     tissue has one; otherwise that function's default), every other argument at that function's
-    default, B1+ = 1. Read by ``lut`` (the acquired protocol: the "three-train" reading of the
+    default (the protocol's inversion efficiency, not a tissue's Bloch-simulated one: the
+    inversion term of the chapter 05 decomposition is left out), B1+ = 1. Read by ``lut`` (the acquired protocol: the "three-train" reading of the
     seed's MP3RAGE) and ``lut_seed_code`` (the seed code's two-train model). Both are single-pool
     readings, so both carry the magnetization-transfer bias of the tissue; their difference is
     the two-train model's.
