@@ -24,6 +24,8 @@ from qt1lib.config import PipelineConfig
 from qt1lib.estimate.base import DEFAULT_ESTIMATORS, T1Estimator, estimator_class
 from qt1lib.io import load_json, save_json, save_nifti
 from qt1lib.phantom import load_motion, load_truth
+from qt1lib.sequences.sir import exchange_rates
+from qt1lib.sequences.twopool import KMF_HUMAN_BRAIN, R1M_CONVENTION
 from qt1lib.workflow import (
     calibration_subjects,
     estimate_noise_sigma,
@@ -236,8 +238,8 @@ def test_exact_map_recovers_single_pool_truth_without_noise(tmp_path):
     ws = open_workspace(
         None, tmp_path, progress=False,
         cohort={"profile": "smoke", "n_subjects": 1, "snr": np.inf, "sir_snr": np.inf, "motion": False,
-                "bound_pool": False, "b1_noise": 0.0},
-    )
+                "bound_pool": False, "b1_noise": 0.0, "physics": "conservative"},
+    )  # conservative physics: the data's inversion efficiency is the protocol's, which the estimators assume
     names = ("map_exact_mp2rage", "map_exact_mp3rage", "lut_b1", "map_exact_mp2rage_nob1")
     maps = mp2rage_maps(ws, "01", names)
     truth = load_truth(ws.bids_dir, "01")
@@ -266,7 +268,11 @@ def test_sir_space_subject_registers_close_to_the_true_motion(cohort):
     assert s.scored.any() and not (s.scored & ~s.sir.converged).any()
     pure = truth["fractions"][:3].max(axis=0) > 0.9
     ok = pure & s.sir.converged
-    assert np.nanmedian(np.abs(s.sir.ir_t1[ok] / truth["t1"][ok] - 1)) < 0.05
+    # the literature tissue has R1m != R1f, which the SIR fit does not model: its 1/R1f lands near the
+    # tissue's slow recovery rate (chapter 03), not at the free pool's 1/R1f
+    slow = 1.0 / exchange_rates(truth["r1f"][ok], truth["psr"][ok], KMF_HUMAN_BRAIN, R1M_CONVENTION)[0]
+    assert np.nanmedian(np.abs(s.sir.ir_t1[ok] / slow - 1)) < 0.05
+    assert np.nanmedian(s.sir.ir_t1[ok] / truth["t1"][ok]) < 0.97
     again = sir_space_subject(_ws(cohort), "02")
     np.testing.assert_array_equal(again.transform.matrix, s.transform.matrix)
     t1_to_t1 = sir_space_subject(_ws(cohort, PipelineConfig(registration_contrast="t1")), "02", estimators=("lut",))
