@@ -148,7 +148,8 @@ class Geometry:
     sign: float  # +1 if psi increases with T1, else -1 (psi here is sign * 2 theta)
     psi: np.ndarray  # (n_rows, n)
     log_n2_ends: np.ndarray  # (n_rows, 2): log ||g||^2 at T1_min and T1_max
-    coefs: np.ndarray  # (n_rows * (n - 1), 8): cubic coefficients (by power, high first) of psi, then log ||g||^2
+    psi_coefs: np.ndarray  # (4, n_rows * (n - 1)): cubic coefficients of psi per interval, by power, high first
+    log_n2_coefs: np.ndarray  # (4, n_rows * (n - 1)): the same for log ||g||^2
 
     @property
     def u_lo(self) -> float:
@@ -167,11 +168,28 @@ class Geometry:
         return self.psi[:, self.i_hi]
 
     def row_position(self, b1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lower node index and weight of the upper node, linear in B1 (``b1`` within the nodes)."""
+        """Lower node index and weight of the upper node, linear in B1 (``b1`` within the nodes,
+        which are uniform: ``numpy.arange`` of the B1 grid)."""
         if len(self.b1) == 1:
             return np.zeros(np.shape(b1), dtype=np.int64), np.zeros(np.shape(b1))
-        j = np.clip(np.searchsorted(self.b1, b1, side="right") - 1, 0, len(self.b1) - 2)
-        return j, np.clip((b1 - self.b1[j]) / (self.b1[j + 1] - self.b1[j]), 0.0, 1.0)
+        x = (b1 - self.b1[0]) * ((len(self.b1) - 1) / (self.b1[-1] - self.b1[0]))
+        np.clip(x, 0, len(self.b1) - 1, out=x)
+        j = np.minimum(x.astype(np.int64), len(self.b1) - 2)
+        return j, x - j
+
+    def _locate(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Interval index of ``u`` on the uniform grid and the offset in it."""
+        h = self.u[1] - self.u[0]
+        k = ((u - self.u[0]) * (1.0 / h)).astype(np.int64)
+        np.clip(k, 0, len(self.u) - 2, out=k)
+        return k, u - self.u[k]
+
+    def _rows(self, j: np.ndarray, w: np.ndarray, k: np.ndarray):
+        """Flat interval indices on B1 nodes ``j`` and ``j + 1`` and their weights (one row: no weight)."""
+        n = len(self.u) - 1
+        if len(self.b1) == 1:
+            return ((k, None),)
+        return ((j * n + k, 1 - w), (np.minimum(j + 1, len(self.b1) - 1) * n + k, w))
 
     def evaluate(self, u: np.ndarray, j: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
         """``psi, psi', psi'', l, l', l''`` (``l = log ||g||^2``, derivatives in log T1) at ``u``.
@@ -179,38 +197,44 @@ class Geometry:
         Cubic spline in log T1 on each B1 node, linear in B1 between nodes ``j`` and ``j + 1``
         (weight ``w``); ``u``, ``j``, ``w`` broadcast together.
         """
-        n = len(self.u)
-        h = self.u[1] - self.u[0]
-        k = np.clip(np.floor((u - self.u[0]) / h).astype(np.int64), 0, n - 2)
-        t = (u - self.u[k])[..., None]
+        k, t = self._locate(u)
+        out = None
+        for index, weight in self._rows(j, w, k):
+            parts = []
+            for coefs in (self.psi_coefs, self.log_n2_coefs):
+                c3, c2, c1, c0 = (np.take(c, index) for c in coefs)
+                parts += [((c3 * t + c2) * t + c1) * t + c0, (3 * c3 * t + 2 * c2) * t + c1, 6 * c3 * t + 2 * c2]
+            if weight is None:
+                out = parts
+            elif out is None:
+                out = [p * weight for p in parts]
+            else:
+                out = [o + p * weight for o, p in zip(out, parts)]
+        return tuple(out)
 
-        def at(row: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            c = self.coefs[row * (n - 1) + k]  # (..., 8)
-            c3, c2, c1, c0 = c[..., 0:2], c[..., 2:4], c[..., 4:6], c[..., 6:8]
-            return ((c3 * t + c2) * t + c1) * t + c0, (3 * c3 * t + 2 * c2) * t + c1, 6 * c3 * t + 2 * c2
-
-        v = at(j)
-        if len(self.b1) > 1:
-            up = at(np.minimum(j + 1, len(self.b1) - 1))
-            wv = np.asarray(w)[..., None]
-            v = tuple((1 - wv) * a + wv * b for a, b in zip(v, up))
-        (psi, d1, d2) = v
-        return psi[..., 0], d1[..., 0], d2[..., 0], psi[..., 1], d1[..., 1], d2[..., 1]
+    def values(self, u: np.ndarray, j: np.ndarray, w: np.ndarray, slope: bool = False) -> tuple[np.ndarray, ...]:
+        """``psi`` and ``l`` at ``u`` (:meth:`evaluate` without the derivatives), or ``psi`` and ``psi'``."""
+        k, t = self._locate(u)
+        out = None
+        for index, weight in self._rows(j, w, k):
+            c3, c2, c1, c0 = (np.take(c, index) for c in self.psi_coefs)
+            first = ((c3 * t + c2) * t + c1) * t + c0
+            if slope:
+                second = (3 * c3 * t + 2 * c2) * t + c1
+            else:
+                d3, d2, d1, d0 = (np.take(c, index) for c in self.log_n2_coefs)
+                second = ((d3 * t + d2) * t + d1) * t + d0
+            if weight is None:
+                out = (first, second)
+            elif out is None:
+                out = (first * weight, second * weight)
+            else:
+                out = (out[0] + first * weight, out[1] + second * weight)
+        return out
 
     def inverse(self, phi: np.ndarray, row: int) -> np.ndarray:
         """log T1 at which ``psi = phi`` on B1 node ``row`` (linear between the grid's nodes)."""
         return np.interp(phi, self.psi[row], self.u)
-
-    @cached_property
-    def _stacked(self) -> tuple[float, np.ndarray, np.ndarray]:
-        offset = float(self.psi.max() - self.psi.min() + 4 * np.pi + 1)
-        xp = (self.psi + offset * np.arange(len(self.b1))[:, None]).ravel()
-        return offset, xp, np.tile(self.u, len(self.b1))
-
-    def inverse_rows(self, phi: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """:meth:`inverse` per voxel: ``phi`` on B1 node ``rows`` (arrays of one shape)."""
-        offset, xp, up = self._stacked
-        return np.interp(phi + offset * rows, xp, up)
 
 
 @lru_cache(maxsize=8)
@@ -254,22 +278,33 @@ def geometry(protocol: MPnRAGEProtocol, t1_range: tuple[float, float], b1_nodes:
         raise ValueError(f"the arc psi(t1_range) of protocol {protocol.name!r} spans a full turn: the table cannot tell T1 apart")
     log_n2 = np.log((g**2).sum(axis=0))
     spline = CubicSpline(u, np.stack([psi, log_n2], axis=-1), axis=1)  # c: (4, n_u - 1, n_rows, 2)
-    # (n_rows * (n_u - 1), 8): per interval, [c3, c2, c1, c0] of psi and log ||g||^2 interleaved
-    coefs = np.ascontiguousarray(np.transpose(spline.c, (2, 1, 0, 3)).reshape(len(b1) * (len(u) - 1), 8))
+    # (4, n_rows * (n_u - 1)) per function: [c3, c2, c1, c0] per interval, row-major over (B1 node, interval)
+    coefs = np.transpose(spline.c, (3, 0, 2, 1)).reshape(2, 4, len(b1) * (len(u) - 1))
     ends = np.ascontiguousarray(log_n2[:, [n_ext, n_ext + n]])
-    return Geometry(b1, u, n_ext, n_ext + n, sign, np.ascontiguousarray(psi), ends, coefs)
+    return Geometry(
+        b1, u, n_ext, n_ext + n, sign, np.ascontiguousarray(psi), ends, np.ascontiguousarray(coefs[0]), np.ascontiguousarray(coefs[1])
+    )
 
 
 # ============================================================================ the posterior on one B1 node
-#: Newton steps of :func:`_polish_map` (from a start within 1e-3 of log T1, as the table's, the
-#: error after 3 steps is far below 1e-9).
-N_NEWTON = 3
+#: Newton steps of :func:`_polish_map` from the quadrature's best node (the table's MAP) and from
+#: the table's interpolated MAP (:data:`CELL_NEWTON` cells, whose check verifies the result).
+N_NEWTON, N_NEWTON_TABLE = 3, 2
+#: Newton steps of ``psi^-1`` from the nearest table row to a voxel's B1 (0.05 apart) to its B1.
+N_NEWTON_B1 = 2
 
 
 def _polish_map(
-    geom: Geometry, u0: np.ndarray, phi: np.ndarray, kappa: np.ndarray, j: np.ndarray, w: np.ndarray, flat: bool
+    geom: Geometry,
+    u0: np.ndarray,
+    phi: np.ndarray,
+    kappa: np.ndarray,
+    j: np.ndarray,
+    w: np.ndarray,
+    flat: bool,
+    n_iter: int = N_NEWTON,
 ) -> np.ndarray:
-    """The MAP of log T1: :data:`N_NEWTON` Newton steps on ``log L`` from ``u0``; the best of the
+    """The MAP of log T1: ``n_iter`` Newton steps on ``log L`` from ``u0``; the best of the
     iterates and both ends.
 
     Where ``log L`` is not concave the step is 0.1 uphill; steps are at most 0.25 and stay in the
@@ -278,31 +313,43 @@ def _polish_map(
     lo, hi = geom.u_lo, geom.u_hi
     u = np.clip(u0, lo, hi)
     best = best_ll = None
-    for it in range(N_NEWTON + 1):
-        psi, d1, d2, log_n2, l1, l2 = geom.evaluate(u, j, w)
-        dpsi = psi - phi
-        s, c = np.sin(dpsi), np.cos(dpsi)
-        ll = 0.5 * kappa * c - (log_n2 if flat else 0.0)
+    for it in range(n_iter + 1):
+        if it == n_iter:  # the last iterate: its value only
+            psi, log_n2 = geom.values(u, j, w)
+            c = np.cos(psi - phi)
+        else:
+            psi, d1, d2, log_n2, l1, l2 = geom.evaluate(u, j, w)
+            dpsi = psi - phi
+            s, c = np.sin(dpsi), np.cos(dpsi)
+        ll = 0.5 * kappa * c
+        if flat:
+            ll -= log_n2
         if best is None:
             best, best_ll = u, ll
         else:
             better = ll > best_ll
             best, best_ll = np.where(better, u, best), np.where(better, ll, best_ll)
-        if it == N_NEWTON:
+        if it == n_iter:
             break
-        grad = -0.5 * kappa * s * d1 - (l1 if flat else 0.0)
-        curv = -0.5 * kappa * (c * d1**2 + s * d2) - (l2 if flat else 0.0)
+        grad = -0.5 * kappa * s * d1
+        curv = -0.5 * kappa * (c * d1**2 + s * d2)
+        if flat:
+            grad -= l1
+            curv -= l2
         with np.errstate(divide="ignore", invalid="ignore"):
             step = np.where(curv < 0, -grad / curv, 0.1 * np.sign(grad))
         u = np.clip(u + np.clip(np.nan_to_num(step), -0.25, 0.25), lo, hi)
-    jj = np.broadcast_to(j, np.shape(best))
-    ww = np.broadcast_to(w, np.shape(best))
-    j1 = np.minimum(jj + 1, len(geom.b1) - 1)
     for end, col in ((lo, 0), (hi, 1)):  # the ends: psi and log ||g||^2 linear in B1
-        psi_end = (geom.psi_lo if col == 0 else geom.psi_hi)
-        p_end = (1 - ww) * psi_end[jj] + ww * psi_end[j1]
-        l_end = (1 - ww) * geom.log_n2_ends[jj, col] + ww * geom.log_n2_ends[j1, col]
-        ll = 0.5 * kappa * np.cos(p_end - phi) - (l_end if flat else 0.0)
+        psi_end = geom.psi_lo if col == 0 else geom.psi_hi
+        if len(geom.b1) == 1:
+            p_end, l_end = psi_end[0], geom.log_n2_ends[0, col]
+        else:
+            j1 = np.minimum(j + 1, len(geom.b1) - 1)
+            p_end = (1 - w) * psi_end[j] + w * psi_end[j1]
+            l_end = (1 - w) * geom.log_n2_ends[j, col] + w * geom.log_n2_ends[j1, col]
+        ll = 0.5 * kappa * np.cos(p_end - phi)
+        if flat:
+            ll = ll - l_end
         better = ll > best_ll
         best, best_ll = np.where(better, end, best), np.where(better, ll, best_ll)
     return best
@@ -372,7 +419,7 @@ def _posterior_moments(
         sel = slice(begin, begin + step)
         ph = phi[sel]
         x, wx = _gauss_legendre_nodes(geom, row, ph, n_gl)
-        psi, _, _, log_n2, _, _ = geom.evaluate(x, index, zero)
+        psi, log_n2 = geom.values(x, index, zero)
         # log L - its bound (kappa/2) cos(d) [- min log ||g||^2] <= 0 (no overflow; flat: at most
         # e^-5 low), in single precision: its relative error 6e-8 moves the moments by < 1e-6
         diff = np.cos(psi - ph[:, None]) - cos_peak[sel, None]
@@ -408,20 +455,35 @@ def _graded(first: float, last: float, ratio: float) -> np.ndarray:
     return first * ratio ** np.arange(int(np.ceil(np.log(last / first) / np.log(ratio))) + 1)
 
 
-#: Scale of the gap coordinate: ``c`` beyond an end grows like ``log(1 + s / GAP_S0)`` of the
-#: normalised angular distance ``s = d / (gap / 2)`` (1e-5 rad is below the posterior width
-#: ``1/sqrt(kappa)`` at the table's largest kappa).
-GAP_S0 = 1e-5
+#: The gap coordinate: ``c`` beyond an end grows like ``log(1 + s / GAP_S0)`` of the normalised
+#: angular distance ``s = d / (gap / 2)`` up to ``GAP_S1``, then linearly (1e-5: below the
+#: posterior width ``1/sqrt(kappa)`` at the table's largest kappa; 0.05: the linear part resolves
+#: the posterior shared between both ends at low kappa). Assumptions, checked by the cell test.
+GAP_S0, GAP_S1 = 1e-5, 0.05
+_GAP_KNEE = np.log1p(GAP_S1 / GAP_S0)
+_GAP_TOTAL = _GAP_KNEE + (1 - GAP_S1) / (GAP_S0 + GAP_S1)
 
 
 def _gap_c(s: np.ndarray) -> np.ndarray:
     """Coordinate (0..1) of the normalised distance ``s`` (0..1) beyond an end of the arc."""
-    return np.log1p(s / GAP_S0) / np.log1p(1 / GAP_S0)
+    s = np.asarray(s, dtype=float)
+    raw = np.where(s <= GAP_S1, np.log1p(np.minimum(s, GAP_S1) / GAP_S0), _GAP_KNEE + (s - GAP_S1) / (GAP_S0 + GAP_S1))
+    return raw / _GAP_TOTAL
 
 
 def _gap_s(c: np.ndarray) -> np.ndarray:
     """Inverse of :func:`_gap_c`."""
-    return GAP_S0 * np.expm1(c * np.log1p(1 / GAP_S0))
+    raw = np.asarray(c, dtype=float) * _GAP_TOTAL
+    return np.where(raw <= _GAP_KNEE, GAP_S0 * np.expm1(np.minimum(raw, _GAP_KNEE)), GAP_S1 + (raw - _GAP_KNEE) * (GAP_S0 + GAP_S1))
+
+
+#: Scale of kappa in the flat prior's tabulated MAP (:func:`_summaries`): about where its shift
+#: from the Jeffreys MAP turns from the prior's mode to ``O(1/kappa)`` (assumption, checked by
+#: the cell test).
+KAPPA_SHIFT = 10.0
+
+#: Cell states of :attr:`PosteriorTable.state`.
+CELL_TABLE, CELL_NEWTON, CELL_GRID = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -434,20 +496,24 @@ class PosteriorTable:
         ``psi`` on the exact MAP's B1 grid (all its nodes), for the angle-to-T1 map and the MAP.
     rows : ndarray, shape (n_rows,)
         Indices (into ``geometry.b1``) of the table's B1 rows.
-    c : ndarray, shape (n_rows, n_c)
-        Nodes of the coordinate along the circle of ``phi``, increasing, per row.
+    c : ndarray, shape (n_c,)
+        Nodes of the coordinate along the circle of ``phi``, increasing, shared by the rows (their
+        grading in ``psi`` from the row nearest B1 = 1).
     log_kappa : ndarray, shape (n_k,)
         Uniform nodes of log kappa.
-    values : ndarray, shape (n_rows * n_c * n_k, 3)
-        ``(mean - T_ref) / std``, log std (s) and log MAP (s; flat prior: the start of the Newton
-        steps) at the nodes (:func:`_summaries`), flattened row-major over (row, c, kappa).
+    values : ndarray, shape (n_rows * n_c * n_k, n_col)
+        ``(mean - T_ref) / std``, log std (s) and, for the flat prior (``n_col = 3``), kappa times
+        the MAP's log T1 less ``log T_ref`` at the nodes (:func:`_summaries`), flattened row-major
+        over (row, c, kappa).
     prior : ndarray, shape (n_rows, 3)
         Mean (s), log std and log MAP at kappa = 0 (the prior; the MAP is the grid evaluation's:
         ``T1_min`` for Jeffreys' prior, whose posterior is then flat). Between kappa = 0 and the
         first node the mean, log std and MAP start are linear in kappa.
-    fallback : ndarray of bool, shape (n_rows, n_c - 1, n_k)
-        Cells ``[c_i, c_i+1] x [log kappa_k, log kappa_k+1]`` (the last column: ``[0, kappa_0]``)
-        that failed the check at their centre.
+    state : ndarray of int8, shape (n_rows, n_c - 1, n_k)
+        Per cell ``[c_i, c_i+1] x [log kappa_k, log kappa_k+1]`` (the last column: ``[0, kappa_0]``),
+        from the check at its centre: :data:`CELL_TABLE` (interpolate), :data:`CELL_NEWTON`
+        (flat prior: interpolate, then Newton steps for the MAP), :data:`CELL_GRID` (leave to
+        the grid evaluation).
     scale_prior : str
     """
 
@@ -457,7 +523,7 @@ class PosteriorTable:
     log_kappa: np.ndarray
     values: np.ndarray
     prior: np.ndarray
-    fallback: np.ndarray
+    state: np.ndarray
     scale_prior: str
 
     @property
@@ -468,19 +534,54 @@ class PosteriorTable:
     @property
     def n_fallback_cells(self) -> int:
         """Cells left to the grid evaluation."""
-        return int(self.fallback.sum())
+        return int(np.count_nonzero(self.state == CELL_GRID))
 
     @cached_property
-    def _stacked(self) -> tuple[float, np.ndarray, np.ndarray]:
-        offset = float(self.c.max() - self.c.min() + 1)
-        n_rows, n_c = self.c.shape
-        return offset, (self.c + offset * np.arange(n_rows)[:, None]).ravel(), np.tile(np.arange(n_c, dtype=float), n_rows)
+    def _values32(self) -> np.ndarray:
+        """:attr:`values` in single precision (relative error 6e-8, far below the cells' check):
+        the gathers of :func:`evaluate_table` move half the bytes."""
+        return np.ascontiguousarray(self.values, dtype=np.float32)
 
-    def cell(self, c: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lower node index and fraction along ``c`` on table row ``row`` (arrays of one shape)."""
-        offset, xp, index = self._stacked
-        x = np.interp(c + offset * row, xp, index)
-        i = np.clip(np.floor(x).astype(np.int64), 0, self.c.shape[1] - 2)
+    @cached_property
+    def _arc_search(self) -> tuple[np.ndarray, ...]:
+        """One-row tables: ``psi`` on the union of the geometry's nodes and the table's arc nodes,
+        so that one search gives both ``psi^-1(phi)`` and the table cell (``c`` = log T1 on the arc)."""
+        geom = self.geometry
+        c = self.c
+        arc = c[(c >= geom.u_lo) & (c <= geom.u_hi)]
+        u = np.unique(np.concatenate([geom.u[geom.i_lo : geom.i_hi + 1], arc]))
+        u = u[np.r_[True, np.diff(u) > 1e-9]]
+        psi = geom.values(u, np.zeros(1, dtype=np.int64), np.zeros(1))[0]
+        keep = np.r_[True, np.diff(psi) > 0]
+        u, psi = u[keep], psi[keep]
+        slope = np.diff(u) / np.diff(psi)
+        cells = np.clip(np.searchsorted(c, (u[1:] + u[:-1]) / 2, side="right") - 1, 0, len(c) - 2)
+        return psi, u, slope, cells, 1.0 / np.diff(c)
+
+    @cached_property
+    def _row_inverse(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Tables with B1 rows: ``psi`` of each row at the arc's nodes, stacked with an offset per
+        row, for a first ``psi^-1`` on the row nearest a voxel's B1."""
+        geom = self.geometry
+        arc = self.c[(self.c >= geom.u_lo) & (self.c <= geom.u_hi)]
+        arc = arc[np.r_[True, np.diff(arc) > 1e-9]]
+        psi = geom.values(arc[None, :], self.rows[:, None], np.zeros(1))[0]  # (n_rows, n_arc)
+        offset = float(psi.max() - psi.min() + 4 * np.pi + 1)
+        stacked = psi + offset * np.arange(len(self.rows))[:, None]
+        xp = stacked.ravel()
+        if np.any(np.diff(xp) <= 0):
+            raise ValueError("psi is not strictly increasing on the table's arc nodes")
+        return offset, xp, np.tile(arc, len(self.rows)), stacked[:, 0], stacked[:, -1]
+
+    @cached_property
+    def _row_of_node(self) -> np.ndarray:
+        """Per interval of the geometry's B1 nodes, the lower of the table rows that bracket it."""
+        return np.clip(np.searchsorted(self.rows, np.arange(len(self.geometry.b1)), side="right") - 1, 0, len(self.rows) - 2)
+
+    def cell(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower node index and fraction along ``c`` (the nodes are shared by the rows)."""
+        x = np.interp(c, self.c, np.arange(len(self.c), dtype=float))
+        i = np.minimum(x.astype(np.int64), len(self.c) - 2)
         return i, x - i
 
 
@@ -501,7 +602,8 @@ def _c_nodes(geom: Geometry, row: int, step_u: float, ratio: float, n_gap: int) 
         ]
     )
     arc = np.sort(np.clip(arc, lo, hi))
-    arc = np.maximum.accumulate(arc + 1e-12 * np.arange(len(arc)))  # strictly increasing, fixed count
+    arc = np.maximum.accumulate(arc + 1e-12 * np.arange(len(arc)))  # strictly increasing, fixed count ...
+    arc = lo + (arc - lo) * ((hi - lo) / (arc[-1] - lo))  # ... from T1_min to T1_max
     gap = np.linspace(0.0, 1.0, n_gap + 1)[1:]
     return np.concatenate([lo - gap[::-1], arc, hi + gap])
 
@@ -510,7 +612,7 @@ def _angles(geom: Geometry, row: int, c: np.ndarray) -> np.ndarray:
     """Oriented ``phi`` of the coordinates ``c`` on B1 node ``row`` (inverse of the voxel map)."""
     lo, hi = geom.u_lo, geom.u_hi
     half_gap = (2 * np.pi - (geom.psi_hi[row] - geom.psi_lo[row])) / 2
-    phi = geom.evaluate(np.clip(c, lo, hi), np.full(1, row, dtype=np.int64), np.zeros(1))[0]
+    phi = geom.values(np.clip(c, lo, hi), np.full(1, row, dtype=np.int64), np.zeros(1))[0]
     phi = np.where(c > hi, geom.psi_hi[row] + _gap_s(np.clip(c - hi, 0, 1)) * half_gap, phi)
     return np.where(c < lo, geom.psi_lo[row] - _gap_s(np.clip(lo - c, 0, 1)) * half_gap, phi)
 
@@ -518,14 +620,17 @@ def _angles(geom: Geometry, row: int, c: np.ndarray) -> np.ndarray:
 def _summaries(geom: Geometry, row: int, c: np.ndarray, kappa: np.ndarray, flat: bool) -> np.ndarray:
     """Tabulated summaries at coordinates ``c`` (m,) and ``kappa`` (n_k,): shape (m, n_k, 3).
 
-    ``(mean - T_ref) / std``, ``log std`` and the MAP's log T1, with ``T_ref = exp(clip(c))`` (the
-    Jeffreys MAP: ``psi^-1(phi)`` on the arc, the nearer end beyond it). Both ratios are smooth
-    where the mean and the std are not: against an end, at large kappa, ``mean = end - std``.
+    ``(mean - T_ref) / std``, ``log std`` and ``(kappa + KAPPA_SHIFT) (log MAP - log T_ref)``,
+    with ``T_ref = exp(clip(c))`` (the Jeffreys MAP: ``psi^-1(phi)`` on the arc, the nearer end
+    beyond it). The first is smooth where the mean is not (against an end, at large kappa,
+    ``mean = end - std``); the last, the flat prior's Occam shift of the MAP scaled, tends to a
+    function of ``c`` alone both at large kappa (the shift is ``O(1/kappa)``) and at small kappa
+    (the shift to the prior's mode).
     """
     mean, std, map_u = _posterior_moments(geom, row, _angles(geom, row, c), kappa, flat)
-    ref = np.exp(np.clip(c, geom.u_lo, geom.u_hi))[:, None]
+    ref = np.clip(c, geom.u_lo, geom.u_hi)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.stack([(mean - ref) / std, np.log(std), map_u], axis=-1)
+        return np.stack([(mean - np.exp(ref)) / std, np.log(std), (kappa + KAPPA_SHIFT) * (map_u - ref)], axis=-1)
 
 
 def _interpolate_cells(v: np.ndarray) -> np.ndarray:
@@ -536,7 +641,9 @@ def _interpolate_cells(v: np.ndarray) -> np.ndarray:
 def _check_cells(
     geom: Geometry, row: int, c: np.ndarray, log_kappa: np.ndarray, v: np.ndarray, v0: np.ndarray, flat: bool, tol: float
 ) -> np.ndarray:
-    """Cells (n_c - 1, n_k) whose interpolation at their centre misses the quadrature (:class:`PosteriorTable`)."""
+    """States (n_c - 1, n_k) of the cells, from their interpolation at the centre against the quadrature
+    (:attr:`PosteriorTable.state`): mean and std within ``tol`` of the std; flat prior, MAP within
+    ``50 tol`` ms, else after :data:`N_NEWTON_TABLE` Newton steps."""
     cc = (c[1:] + c[:-1]) / 2
     kk = np.exp(np.append((log_kappa[1:] + log_kappa[:-1]) / 2, log_kappa[0] - np.log(2.0)))  # last: kappa_0 / 2
     exact = _summaries(geom, row, cc, kk, flat)
@@ -546,14 +653,24 @@ def _check_cells(
     low = (v[1:, 0] + v[:-1, 0]) / 2  # the low band: linear in kappa between 0 and kappa_0, at kappa_0 / 2
     mean = np.concatenate([mean, ((ref[:, 0] + low[:, 0] * np.exp(low[:, 1])) + v0[0])[:, None] / 2], axis=1)
     log_std = np.concatenate([log_std, ((low[:, 1] + v0[1]) / 2)[:, None]], axis=1)
-    map_start = np.concatenate([approx[..., 2], ((low[:, 2] + v0[2]) / 2)[:, None]], axis=1)
+    clipped = np.log(ref)
+    kappa0 = np.exp(log_kappa[0])
+    map_start = np.concatenate(
+        [clipped + approx[..., 2] / (kk[None, :-1] + KAPPA_SHIFT), (clipped + low[:, 2:] / (kappa0 + KAPPA_SHIFT) + v0[2]) / 2], axis=1
+    )
+    exact[..., 2] = clipped + exact[..., 2] / (kk[None, :] + KAPPA_SHIFT)  # the MAP's log T1
     std = np.exp(exact[..., 1])
-    bad = ~((np.abs(mean - (ref + exact[..., 0] * std)) <= tol * std) & (np.abs(log_std - exact[..., 1]) <= tol))
-    if flat:  # the Newton steps from the interpolated start must reach the quadrature's MAP
+    good = (np.abs(mean - (ref + exact[..., 0] * std)) <= tol * std) & (np.abs(log_std - exact[..., 1]) <= tol)
+    state = np.where(good, CELL_TABLE, CELL_GRID).astype(np.int8)
+    if flat:  # the MAP: interpolated where within 0.25 ms, else a Newton step, which must reach 0.25 ms
+        map_ms = 1e3 * np.abs(np.exp(map_start) - np.exp(exact[..., 2]))
         index = np.zeros(1, dtype=np.int64) + row
-        polished = _polish_map(geom, map_start, _angles(geom, row, cc)[:, None], kk[None, :], index, np.zeros(1), flat)
-        bad |= np.abs(np.exp(polished) - np.exp(exact[..., 2])) > 0.05 * tol  # 0.25 ms at tol = 0.005
-    return bad
+        phi = _angles(geom, row, cc)[:, None]
+        polished = _polish_map(geom, map_start, phi, kk[None, :], index, np.zeros(1), flat, N_NEWTON_TABLE)
+        newton = map_ms > 50 * tol  # 0.25 ms at tol = 0.005
+        state[good & newton] = CELL_NEWTON
+        state[newton & (1e3 * np.abs(np.exp(polished) - np.exp(exact[..., 2])) > 50 * tol)] = CELL_GRID
+    return state
 
 
 @lru_cache(maxsize=4)
@@ -568,7 +685,7 @@ def posterior_table(
     step_log_kappa: float = 0.125,
     step_u: float = 0.02,
     ratio: float = 1.2,
-    n_gap: int = 64,
+    n_gap: int = 128,
     tol: float = 0.005,
 ) -> PosteriorTable:
     """Build (once; cached) the posterior table of ``protocol`` (module docstring).
@@ -591,8 +708,8 @@ def posterior_table(
     step_u, ratio, n_gap : float, float, int
         Nodes of ``c``: log-T1 step on the arc, ratio of the graded steps, nodes per half-gap.
     tol : float
-        Cell check: interpolation error at the centre, relative to the posterior std (mean and
-        std), and ``tol / 0.0025 * 0.25`` ms for the flat prior's MAP.
+        Cell check (:func:`_check_cells`): interpolation error at the centre relative to the
+        posterior std, for the mean and the std (0.005: half the bound on the std).
     """
     geom = geometry(protocol, t1_range, b1_nodes)
     if len(b1_nodes) == 1:
@@ -609,18 +726,17 @@ def posterior_table(
     flat = scale_prior == "flat"
     log_kappa = np.arange(np.log(kappa_range[0]), np.log(kappa_range[1]) + step_log_kappa / 2, step_log_kappa)
     kappa = np.exp(log_kappa)
-    c_all, v_all, p_all, f_all = [], [], [], []
+    c = _c_nodes(geom, int(rows[np.argmin(np.abs(geom.b1[rows] - 1.0))]), step_u, ratio, n_gap)
+    v_all, p_all, f_all = [], [], []
     for row in rows:  # loop over the table's B1 rows
-        c = _c_nodes(geom, int(row), step_u, ratio, n_gap)
         v = _summaries(geom, int(row), c, kappa, flat)
         mean0, std0, map0 = (a[0, 0] for a in _posterior_moments(geom, int(row), geom.psi_lo[[row]], np.zeros(1), flat))
         v0 = np.array([mean0, np.log(std0), map0 if flat else geom.u_lo])  # Jeffreys: flat posterior, T1_min as the grid's search
-        c_all.append(c)
         v_all.append(v)
         p_all.append(v0)
         f_all.append(_check_cells(geom, int(row), c, log_kappa, v, v0, flat, tol))
-    values = np.ascontiguousarray(np.stack(v_all).reshape(-1, 3))
-    return PosteriorTable(geom, rows, np.stack(c_all), log_kappa, values, np.stack(p_all), np.stack(f_all), scale_prior)
+    values = np.ascontiguousarray(np.stack(v_all).reshape(-1, 3)[:, : 3 if flat else 2])
+    return PosteriorTable(geom, rows, c, log_kappa, values, np.stack(p_all), np.stack(f_all), scale_prior)
 
 
 # ============================================================================ voxels
@@ -673,12 +789,12 @@ def evaluate_table(
         raise ValueError("this table has B1 rows: b1 is needed")
     # the statistics: R, the oriented angle phi and kappa = R / sigma^2
     half = 0.5 * (a - b)
-    r = np.hypot(half, c)
+    r = np.sqrt(half * half + c * c)
     phi = np.arctan2(c, half)
     if geom.sign < 0:
-        phi = -phi
+        np.negative(phi, out=phi)
     kappa = r * (1.0 / sigma**2)
-    # the voxel's arc (ends of psi linear in B1 between the geometry's nodes), phi relative to it
+    # the voxel's arc (ends of psi linear in B1 between the geometry's nodes) and phi on its branch
     if with_b1:
         j, w = geom.row_position(b1)
         j1 = np.minimum(j + 1, len(geom.b1) - 1)
@@ -688,84 +804,136 @@ def evaluate_table(
         j = w = np.zeros(1, dtype=np.int64)
         p_lo, length = geom.psi_lo[0], geom.psi_hi[0] - geom.psi_lo[0]
     half_gap = np.pi - 0.5 * length
-    rel = phi - p_lo + half_gap
-    np.mod(rel, 2 * np.pi, out=rel)
+    rel = phi - p_lo
+    rel += half_gap
+    rel -= (2 * np.pi) * np.floor(rel * (0.5 / np.pi))
     rel -= half_gap  # in [-gap/2, arc + gap/2)
     phi_abs = rel + p_lo
-    on_arc = (rel >= 0) & (rel <= length)
-    upper = rel > length
-    if with_b1:
-        # psi^-1 linear in B1, then a Newton step on psi linear in B1 (as the grid evaluation's
-        # signals): 0.06 ms at most from the exact T1 on 0.3..5 s, B1 0.5..1.5 (0.2 ms without it)
-        xi = (1 - w) * geom.inverse_rows(phi_abs, j) + w * geom.inverse_rows(phi_abs, j1)
-        np.clip(xi, lo, hi, out=xi)
-        psi, d1 = geom.evaluate(xi, j, w)[:2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xi -= np.clip(np.nan_to_num((psi - phi_abs) / d1), -0.05, 0.05)
-    else:
-        xi = geom.inverse(phi_abs, 0)
-    np.clip(xi, lo, hi, out=xi)
-    dist = np.maximum(np.maximum(rel - length, -rel), 0.0)  # angle beyond the nearer end
-    gap_c = _gap_c(np.minimum(dist / half_gap, 1.0))
-    coord = np.where(on_arc, xi, np.where(upper, hi + gap_c, lo - gap_c))
-    end = np.where(upper, hi, lo)
-    t_ref = np.exp(np.where(on_arc, xi, end))  # = exp(clip(coord)); Jeffreys' MAP for kappa > 0
-
-    # table rows bracketing B1, and kappa's position
-    n_rows, n_c = table.c.shape
-    n_k = len(table.log_kappa)
-    fallback = kappa > np.exp(table.log_kappa[-1]) * (1 + 1e-12)
-    if n_rows > 1:
+    # log T1 at psi = phi, clipped to the T1 range: the ends beyond the arc
+    n_rows, n_k = len(table.rows), len(table.log_kappa)
+    if n_rows > 1:  # the table rows bracketing B1, through the geometry's node index
         tb1 = table.b1
-        fallback |= (b1 < tb1[0] - 1e-9) | (b1 > tb1[-1] + 1e-9)
-        rr = np.clip(np.searchsorted(tb1, b1, side="right") - 1, 0, n_rows - 2)
+        rr = table._row_of_node[j]
         wr = np.clip((b1 - tb1[rr]) / (tb1[rr + 1] - tb1[rr]), 0.0, 1.0)
+    if with_b1:
+        # psi^-1 on the nearest table row, then Newton steps on psi linear in B1 between the
+        # geometry's nodes (as the grid evaluation's signals): within 0.06 ms of the exact T1 on
+        # 0.3..5 s, B1 0.5..1.5 (tests)
+        offset, xp, up, first, last = table._row_inverse
+        near = rr + (wr > 0.5) if n_rows > 1 else np.zeros(m, dtype=np.int64)
+        query = phi_abs + offset * near
+        np.clip(query, first[near], last[near], out=query)  # within the row's own stretch of xp
+        xi = np.interp(query, xp, up)
+        for _ in range(N_NEWTON_B1):
+            np.clip(xi, lo, hi, out=xi)
+            psi, d1 = geom.values(xi, j, w, slope=True)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                xi -= np.clip(np.nan_to_num((psi - phi_abs) / d1), -0.1, 0.1)
+    else:  # one search for psi^-1 and the table cell (:attr:`PosteriorTable._arc_search`)
+        psi_n, u_n, slope, cells, inv_width = table._arc_search
+        position = np.interp(phi_abs, psi_n, np.arange(len(psi_n), dtype=float))
+        node = np.minimum(position.astype(np.int64), len(psi_n) - 2)
+        xi = phi_abs - psi_n[node]
+        xi *= slope[node]
+        xi += u_n[node]
+    np.clip(xi, lo, hi, out=xi)
+    if not with_b1:
+        arc_cell = cells[node]
+        arc_fraction = (xi - table.c[arc_cell]) * inv_width[arc_cell]
+    else:
+        arc_cell = arc_fraction = None
+    t_ref = np.exp(xi)  # Jeffreys' MAP (kappa > 0)
+    # the coordinate c: xi on the arc; beyond it, the gap coordinate of the angle beyond the nearer end
+    off = np.flatnonzero((rel < 0) | (rel > length))
+    coord = xi.copy()
+    dist = np.zeros(0)
+    if off.size:
+        rel_off = rel[off]
+        length_off = length[off] if with_b1 else length
+        dist = np.maximum(rel_off - length_off, -rel_off)
+        g = _gap_c(np.minimum(dist / (half_gap[off] if with_b1 else half_gap), 1.0))
+        coord[off] = np.where(rel_off > 0, hi + g, lo - g)
+
+    # kappa's position (kappa below the first node: linear in kappa from the prior)
+    n_c = len(table.c)
+    kappa0 = np.exp(table.log_kappa[0])
+    x = np.maximum(kappa, kappa0)
+    np.log(x, out=x)
+    x -= table.log_kappa[0]
+    x *= 1.0 / (table.log_kappa[1] - table.log_kappa[0])
+    k = x.astype(np.int64)
+    np.minimum(k, n_k - 2, out=k)
+    fk = x - k
+    low = np.flatnonzero(kappa < kappa0)
+    grid = kappa > np.exp(table.log_kappa[-1]) * (1 + 1e-12)
+    if n_rows > 1:
+        grid |= (b1 < table.b1[0] - 1e-9) | (b1 > table.b1[-1] + 1e-9)
         sides = ((rr, 1 - wr), (rr + 1, wr))
     else:
-        sides = ((np.zeros(m, dtype=np.int64), None),)
-    kappa0 = np.exp(table.log_kappa[0])
-    low = kappa < kappa0
-    any_low = bool(low.any())
-    step = table.log_kappa[1] - table.log_kappa[0]
-    x = (np.log(np.maximum(kappa, kappa0)) - table.log_kappa[0]) * (1.0 / step)
-    k = np.minimum(x.astype(np.int64), n_k - 2)
-    fk = np.minimum(x - k, 1.0)
-    columns = 3 if flat else 2
+        sides = ((0, None),)
+    # the cell along c (shared by the rows)
+    if with_b1:
+        i, fc = table.cell(coord)
+    else:
+        i, fc = arc_cell, arc_fraction
+        if off.size:
+            i[off], fc[off] = table.cell(coord[off])
+    values = table._values32
     mean = log_std = start = 0.0
-    v = table.values
+    state = np.zeros(m, dtype=np.int8)
+    fcc, fkk = fc[:, None], fk[:, None]
+    cell = i * n_k + k
     for row, weight in sides:  # the (one or two) bracketing B1 rows
-        i, fc = table.cell(coord, row)
-        base = (row * n_c + i) * n_k + k
-        v00, v10, v01, v11 = (v[base + offset, :columns] for offset in (0, n_k, 1, n_k + 1))
-        fcc, fkk = fc[:, None], fk[:, None]
-        val = v00 + fcc * (v10 - v00) + fkk * (v01 - v00 + fcc * (v11 - v10 - v01 + v00))
-        row_log_std = val[:, 1]
-        row_mean = t_ref + val[:, 0] * np.exp(row_log_std)
-        row_start = val[:, 2] if flat else 0.0
-        cells = table.fallback[row, i, k]
-        if any_low:  # linear in kappa between the prior (kappa = 0) and the first node
-            share = np.where(low, kappa / kappa0, 1.0)
-            prior = table.prior[row]
-            row_mean = share * row_mean + (1 - share) * prior[:, 0]
-            row_log_std = share * row_log_std + (1 - share) * prior[:, 1]
+        base = i * n_k + k
+        if n_rows > 1:
+            base += row * (n_c * n_k)
+        v00, v01, v10, v11 = (np.take(values, base + o, axis=0) for o in (0, 1, n_k, n_k + 1))
+        v0 = v00 + fcc * (v10 - v00)  # at kappa_k
+        val = v0 + fkk * (v01 + fcc * (v11 - v01) - v0)
+        if flat:  # the MAP's log T1 from kappa times its Occam shift
+            row_start = xi + val[:, 2] / (np.maximum(kappa, kappa0) + KAPPA_SHIFT)
+        row_state = table.state.reshape(-1)[cell + row * ((n_c - 1) * n_k) if n_rows > 1 else cell]
+        if low.size:  # linear in kappa between the prior (kappa = 0) and the first node
+            share = kappa[low] / kappa0
+            rows_low = row[low] if n_rows > 1 else row
+            prior = table.prior[rows_low]
+            mean_low = share * (t_ref[low] + val[low, 0] * np.exp(val[low, 1])) + (1 - share) * prior[..., 0]
+            val[low, 1] = share * val[low, 1] + (1 - share) * prior[..., 1]
+            val[low, 0] = (mean_low - t_ref[low]) / np.exp(val[low, 1])  # back to an offset in stds
             if flat:
-                row_start = share * row_start + (1 - share) * prior[:, 2]
-            cells = np.where(low, table.fallback[row, i, n_k - 1], cells)
-        fallback |= cells
+                row_start[low] = share * row_start[low] + (1 - share) * prior[..., 2]
+            first = i[low] * n_k + n_k - 1
+            row_state[low] = table.state.reshape(-1)[first + rows_low * ((n_c - 1) * n_k) if n_rows > 1 else first]
+        np.maximum(state, row_state, out=state)
         if weight is None:
-            mean, log_std, start = row_mean, row_log_std, row_start
+            offset, log_std = val[:, 0], val[:, 1]
+            if flat:
+                start = row_start
         else:
-            mean = mean + weight * row_mean
-            log_std = log_std + weight * row_log_std
-            start = start + weight * row_start
+            mean = mean + weight * (t_ref + val[:, 0] * np.exp(val[:, 1]))
+            log_std = log_std + weight * val[:, 1]
+            if flat:
+                start = start + weight * row_start
     std = np.exp(log_std)
+    if n_rows == 1:
+        mean = t_ref + offset * std
+    grid |= state == CELL_GRID
 
     if flat:
-        t1_map = np.exp(_polish_map(geom, start, phi_abs, kappa, j, w, flat=True))
+        t1_map = np.exp(start)
+        newton = np.flatnonzero(state == CELL_NEWTON)
+        if newton.size:
+            jn, wn = (j[newton], w[newton]) if with_b1 else (j, w)
+            u = _polish_map(geom, start[newton], phi_abs[newton], kappa[newton], jn, wn, True, N_NEWTON_TABLE)
+            t1_map[newton] = np.exp(u)
     else:
-        t1_map = np.where(kappa > 0, t_ref, np.exp(lo))  # flat likelihood: the grid's search returns T1_min
+        t1_map = t_ref
+        t1_map[kappa <= 0] = np.exp(lo)  # flat likelihood: the grid's search returns T1_min
     if residual_limit is None:
         valid = np.ones(m, dtype=bool)
     else:
-        valid = 0.5 * (a + b) - r * np.cos(dist) <= residual_limit
-    return TableResult(t1_map, mean, std, valid, fallback)
+        residual = 0.5 * (a + b) - r
+        if off.size:
+            residual[off] += r[off] * (1 - np.cos(dist))
+        valid = residual <= residual_limit
+    return TableResult(t1_map, mean, std, valid, grid)
