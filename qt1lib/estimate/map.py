@@ -38,6 +38,7 @@ from ..validate import require_integer, require_number
 from .base import PosteriorT1  # the result of every estimator (re-exported here)
 from .lut import DEFAULT_B1_GRID
 from .posterior_table import (
+    TABLE_B1_RANGE,
     PosteriorTable,
     evaluate_table,
     posterior_table,
@@ -509,9 +510,12 @@ class ExactMAPModel:
         brute-force integration and the grid evaluation is not (tests). Voxels whose table cell
         failed the build's check (about 1 %: posteriors shared between both prior ends, the
         plateau's edge), whose ``R / sigma^2`` exceeds the table, or whose B1 lies outside the
-        table's rows (:data:`qt1lib.estimate.posterior_table.TABLE_B1_RANGE`, 0.5..1.5; the
-        dictionary's B1 grid still bounds ``b1`` as for the grid method) are evaluated by the grid
-        method; :attr:`fit_info` counts them.
+        table's rows (``table_b1_range``) are evaluated by the grid method; :attr:`fit_info` counts
+        them. The dictionary's B1 grid bounds ``b1`` for both methods (a clear error beyond it).
+    table_b1_range : (float, float)
+        B1 span of the table's rows, within the B1 grid (default
+        :data:`qt1lib.estimate.posterior_table.TABLE_B1_RANGE`, 0.5..1.5, the issue's accuracy
+        range; the build takes about a second per 0.1 of B1 and prior).
     """
 
     def __init__(
@@ -530,6 +534,7 @@ class ExactMAPModel:
         chunk_size: int = 2048,
         gof_alpha: float | None = 1e-3,
         method: str = "grid",
+        table_b1_range: tuple[float, float] = TABLE_B1_RANGE,
     ):
         self.protocol = protocol
         self.sigma = _check_sigma(sigma)
@@ -564,6 +569,10 @@ class ExactMAPModel:
                 "use method='grid'"
             )
         self.method = method
+        tlo, thi = (float(v) for v in table_b1_range)
+        if not (start - 1e-9 <= tlo < thi <= stop + 1e-9):
+            raise ValueError(f"table_b1_range must be (min, max) within the B1 grid [{start}, {stop}], got {table_b1_range!r}")
+        self.table_b1_range = (tlo, thi)
         #: Counts of the last :meth:`fit`: voxels fitted, by the table, by the grid (all of them
         #: for ``method="grid"``), and of those sent to the grid because their B1 lies outside
         #: the table's rows.
@@ -598,7 +607,7 @@ class ExactMAPModel:
         beforehand to time the build separately.
         """
         nodes = self.b1_nodes if with_b1 else (1.0,)
-        return posterior_table(self.protocol, self.t1_range, self.scale_prior, nodes)
+        return posterior_table(self.protocol, self.t1_range, self.scale_prior, nodes, self.table_b1_range)
 
     @staticmethod
     def _b1_position(table: _Table, b1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

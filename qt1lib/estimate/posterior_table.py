@@ -296,7 +296,7 @@ N_NEWTON_B1 = 2
 
 def _polish_map(
     geom: Geometry,
-    u0: np.ndarray,
+    u0: np.ndarray | tuple[np.ndarray, ...],
     phi: np.ndarray,
     kappa: np.ndarray,
     j: np.ndarray,
@@ -304,41 +304,42 @@ def _polish_map(
     flat: bool,
     n_iter: int = N_NEWTON,
 ) -> np.ndarray:
-    """The MAP of log T1: ``n_iter`` Newton steps on ``log L`` from ``u0``; the best of the
-    iterates and both ends.
+    """The MAP of log T1: ``n_iter`` Newton steps on ``log L`` from ``u0`` (or from each of several
+    starts); the best of the iterates and both ends.
 
     Where ``log L`` is not concave the step is 0.1 uphill; steps are at most 0.25 and stay in the
     T1 range. All arguments broadcast together; ``j``, ``w`` place B1 between the geometry's nodes.
     """
     lo, hi = geom.u_lo, geom.u_hi
-    u = np.clip(u0, lo, hi)
     best = best_ll = None
-    for it in range(n_iter + 1):
-        if it == n_iter:  # the last iterate: its value only
-            psi, log_n2 = geom.values(u, j, w)
-            c = np.cos(psi - phi)
-        else:
-            psi, d1, d2, log_n2, l1, l2 = geom.evaluate(u, j, w)
-            dpsi = psi - phi
-            s, c = np.sin(dpsi), np.cos(dpsi)
-        ll = 0.5 * kappa * c
-        if flat:
-            ll -= log_n2
-        if best is None:
-            best, best_ll = u, ll
-        else:
-            better = ll > best_ll
-            best, best_ll = np.where(better, u, best), np.where(better, ll, best_ll)
-        if it == n_iter:
-            break
-        grad = -0.5 * kappa * s * d1
-        curv = -0.5 * kappa * (c * d1**2 + s * d2)
-        if flat:
-            grad -= l1
-            curv -= l2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(curv < 0, -grad / curv, 0.1 * np.sign(grad))
-        u = np.clip(u + np.clip(np.nan_to_num(step), -0.25, 0.25), lo, hi)
+    for first in u0 if isinstance(u0, tuple) else (u0,):  # the starts
+        u = np.clip(first, lo, hi)
+        for it in range(n_iter + 1):
+            if it == n_iter:  # the last iterate: its value only
+                psi, log_n2 = geom.values(u, j, w)
+                c = np.cos(psi - phi)
+            else:
+                psi, d1, d2, log_n2, l1, l2 = geom.evaluate(u, j, w)
+                dpsi = psi - phi
+                s, c = np.sin(dpsi), np.cos(dpsi)
+            ll = 0.5 * kappa * c
+            if flat:
+                ll -= log_n2
+            if best is None:
+                best, best_ll = u, ll
+            else:
+                better = ll > best_ll
+                best, best_ll = np.where(better, u, best), np.where(better, ll, best_ll)
+            if it == n_iter:
+                break
+            grad = -0.5 * kappa * s * d1
+            curv = -0.5 * kappa * (c * d1**2 + s * d2)
+            if flat:
+                grad -= l1
+                curv -= l2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.where(curv < 0, -grad / curv, 0.1 * np.sign(grad))
+            u = np.clip(u + np.clip(np.nan_to_num(step), -0.25, 0.25), lo, hi)
     for end, col in ((lo, 0), (hi, 1)):  # the ends: psi and log ||g||^2 linear in B1
         psi_end = geom.psi_lo if col == 0 else geom.psi_hi
         if len(geom.b1) == 1:
@@ -353,6 +354,30 @@ def _polish_map(
         better = ll > best_ll
         best, best_ll = np.where(better, end, best), np.where(better, ll, best_ll)
     return best
+
+
+#: Spread (log T1) of a cell's corners' MAPs above which the MAP jumps inside the cell.
+MAP_JUMP = 0.1
+
+
+def _flat_map(geom: Geometry, start, xi, corners, phi, kappa, j, w) -> np.ndarray:
+    """The flat prior's MAP (log T1) in :data:`CELL_NEWTON` cells: Newton steps from the
+    interpolated MAP ``start``; where the corners' MAPs spread by more than :data:`MAP_JUMP` (a jump
+    between two modes inside the cell), from ``xi`` (Jeffreys' MAP) and each corner's MAP too.
+
+    All arguments broadcast to the shape of ``start``.
+    """
+    shape = np.shape(start)
+    start, xi, phi, kappa, j, w = (np.broadcast_to(a, shape) for a in (start, xi, phi, kappa, j, w))
+    corners = [np.broadcast_to(q, shape) for q in corners]
+    u = _polish_map(geom, start, phi, kappa, j, w, True, N_NEWTON_TABLE)
+    spread = np.max(corners, axis=0) - np.min(corners, axis=0)
+    jump = np.nonzero(spread > MAP_JUMP)
+    if jump[0].size:
+        starts = (start[jump], xi[jump], *(q[jump] for q in corners))
+        u = np.array(u, copy=True)
+        u[jump] = _polish_map(geom, starts, phi[jump], kappa[jump], j[jump], w[jump], True, N_NEWTON_TABLE)
+    return u
 
 
 def _gauss_legendre_nodes(geom: Geometry, row: int, phi: np.ndarray, n_gl: int) -> tuple[np.ndarray, np.ndarray]:
@@ -481,6 +506,12 @@ def _gap_s(c: np.ndarray) -> np.ndarray:
 #: from the Jeffreys MAP turns from the prior's mode to ``O(1/kappa)`` (assumption, checked by
 #: the cell test).
 KAPPA_SHIFT = 10.0
+
+#: Below this kappa the flat prior's posterior can be flat or bimodal (the likelihood's peak
+#: against the prior's mode at an end): its MAP always gets Newton steps from two starts
+#: (:data:`CELL_NEWTON`). 150: the largest kappa of a MAP jump on the seed protocol's table
+#: (about e^5; measured, an assumption for other protocols, which the cell test guards).
+KAPPA_NEWTON = 150.0
 
 #: Cell states of :attr:`PosteriorTable.state`.
 CELL_TABLE, CELL_NEWTON, CELL_GRID = 0, 1, 2
@@ -662,12 +693,22 @@ def _check_cells(
     std = np.exp(exact[..., 1])
     good = (np.abs(mean - (ref + exact[..., 0] * std)) <= tol * std) & (np.abs(log_std - exact[..., 1]) <= tol)
     state = np.where(good, CELL_TABLE, CELL_GRID).astype(np.int8)
-    if flat:  # the MAP: interpolated where within 0.25 ms, else a Newton step, which must reach 0.25 ms
+    if flat:  # the MAP: interpolated where within 0.25 ms at kappa >= KAPPA_NEWTON, else Newton
+        # steps from the interpolated MAP, the Jeffreys MAP and the cell's corners' MAPs (the modes
+        # on both sides of a jump of the MAP inside the cell), which must reach 0.25 ms
         map_ms = 1e3 * np.abs(np.exp(map_start) - np.exp(exact[..., 2]))
         index = np.zeros(1, dtype=np.int64) + row
         phi = _angles(geom, row, cc)[:, None]
-        polished = _polish_map(geom, map_start, phi, kk[None, :], index, np.zeros(1), flat, N_NEWTON_TABLE)
-        newton = map_ms > 50 * tol  # 0.25 ms at tol = 0.005
+        node_map = np.clip(c, geom.u_lo, geom.u_hi)[:, None] + v[..., 2] / (np.exp(log_kappa)[None, :] + KAPPA_SHIFT)
+        prior_map = np.full((len(cc), 1), v0[2])
+        corners = (
+            np.concatenate([node_map[:-1, :-1], node_map[:-1, :1]], axis=1),
+            np.concatenate([node_map[1:, :-1], node_map[1:, :1]], axis=1),
+            np.concatenate([node_map[:-1, 1:], prior_map], axis=1),
+            np.concatenate([node_map[1:, 1:], prior_map], axis=1),
+        )
+        polished = _flat_map(geom, map_start, np.broadcast_to(clipped, map_start.shape), corners, phi, kk[None, :], index, np.zeros(1))
+        newton = (map_ms > 50 * tol) | (kk[None, :] < KAPPA_NEWTON)  # 0.25 ms at tol = 0.005
         state[good & newton] = CELL_NEWTON
         state[newton & (1e3 * np.abs(np.exp(polished) - np.exp(exact[..., 2])) > 50 * tol)] = CELL_GRID
     return state
@@ -680,7 +721,7 @@ def posterior_table(
     scale_prior: str,
     b1_nodes: tuple[float, ...],
     b1_range: tuple[float, float] = TABLE_B1_RANGE,
-    row_step: float = 0.05,
+    row_step: float = 0.1,
     kappa_range: tuple[float, float] = KAPPA_RANGE,
     step_log_kappa: float = 0.125,
     step_u: float = 0.02,
@@ -702,7 +743,8 @@ def posterior_table(
     b1_range : (float, float)
         B1 span of the table's rows (ignored with one node).
     row_step : float
-        B1 step between rows (rounded to a multiple of the nodes' step).
+        B1 step between rows (rounded to a multiple of the nodes' step; 0.1: on random voxels of
+        B1 0.8..1.2 as accurate against brute-force integration as 0.05, where 0.2 is not).
     kappa_range, step_log_kappa : (float, float), float
         The log-kappa axis.
     step_u, ratio, n_gap : float, float, int
@@ -892,6 +934,8 @@ def evaluate_table(
         val = v0 + fkk * (v01 + fcc * (v11 - v01) - v0)
         if flat:  # the MAP's log T1 from kappa times its Occam shift
             row_start = xi + val[:, 2] / (np.maximum(kappa, kappa0) + KAPPA_SHIFT)
+            if weight is None or row is sides[0][0]:
+                corner_values = (v00[:, 2], v10[:, 2], v01[:, 2], v11[:, 2])
         row_state = table.state.reshape(-1)[cell + row * ((n_c - 1) * n_k) if n_rows > 1 else cell]
         if low.size:  # linear in kappa between the prior (kappa = 0) and the first node
             share = kappa[low] / kappa0
@@ -924,7 +968,21 @@ def evaluate_table(
         newton = np.flatnonzero(state == CELL_NEWTON)
         if newton.size:
             jn, wn = (j[newton], w[newton]) if with_b1 else (j, w)
-            u = _polish_map(geom, start[newton], phi_abs[newton], kappa[newton], jn, wn, True, N_NEWTON_TABLE)
+            # starts: the table's MAP, Jeffreys' (the likelihood's peak) and the cell's corners' MAPs
+            # (on the lower B1 row; below kappa_0 the prior's MAP for the upper corners)
+            ic, kc = i[newton], k[newton]
+            u_node = np.clip(table.c, lo, hi)
+            shift = np.exp(table.log_kappa) + KAPPA_SHIFT
+            corner = [
+                u_node[ic + di] + corner_values[q][newton] / shift[kc + dk]
+                for q, (di, dk) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1)))
+            ]
+            if low.size:
+                below = kappa[newton] < kappa0
+                prior_map = table.prior[rr[newton] if n_rows > 1 else 0][..., 2]
+                corner[2] = np.where(below, prior_map, corner[2])
+                corner[3] = np.where(below, prior_map, corner[3])
+            u = _flat_map(geom, start[newton], xi[newton], corner, phi_abs[newton], kappa[newton], jn, wn)
             t1_map[newton] = np.exp(u)
     else:
         t1_map = t_ref
