@@ -290,8 +290,8 @@ def geometry(protocol: MPnRAGEProtocol, t1_range: tuple[float, float], b1_nodes:
 #: Newton steps of :func:`_polish_map` from the quadrature's best node (the table's MAP) and from
 #: the table's interpolated MAP (:data:`CELL_NEWTON` cells, whose check verifies the result).
 N_NEWTON, N_NEWTON_TABLE = 3, 2
-#: Newton steps of ``psi^-1`` from the nearest table row to a voxel's B1 (0.05 apart) to its B1.
-N_NEWTON_B1 = 2
+#: Newton steps of ``psi^-1`` from its interpolation between the table's B1 rows to a voxel's B1.
+N_NEWTON_B1 = 1
 
 
 def _polish_map(
@@ -590,19 +590,14 @@ class PosteriorTable:
         return psi, u, slope, cells, 1.0 / np.diff(c)
 
     @cached_property
-    def _row_inverse(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Tables with B1 rows: ``psi`` of each row at the arc's nodes, stacked with an offset per
-        row, for a first ``psi^-1`` on the row nearest a voxel's B1."""
+    def _b1_inverse(self) -> tuple[np.ndarray, np.ndarray]:
+        """Tables with B1 rows: ``psi^-1`` of each row at the angles ``psi`` takes on the geometry's
+        nodes at the first and the last row (``psi`` is monotonic in B1 at fixed T1 for the seed
+        protocol, so these span every row's arc; beyond a row's extended arc, its ends), for a
+        first ``psi^-1`` bilinear in (angle, B1)."""
         geom = self.geometry
-        arc = self.c[(self.c >= geom.u_lo) & (self.c <= geom.u_hi)]
-        arc = arc[np.r_[True, np.diff(arc) > 1e-9]]
-        psi = geom.values(arc[None, :], self.rows[:, None], np.zeros(1))[0]  # (n_rows, n_arc)
-        offset = float(psi.max() - psi.min() + 4 * np.pi + 1)
-        stacked = psi + offset * np.arange(len(self.rows))[:, None]
-        xp = stacked.ravel()
-        if np.any(np.diff(xp) <= 0):
-            raise ValueError("psi is not strictly increasing on the table's arc nodes")
-        return offset, xp, np.tile(arc, len(self.rows)), stacked[:, 0], stacked[:, -1]
+        phi = np.union1d(geom.psi[self.rows[0]], geom.psi[self.rows[-1]])
+        return phi, np.stack([geom.inverse(phi, int(r)) for r in self.rows])
 
     @cached_property
     def _row_of_node(self) -> np.ndarray:
@@ -858,14 +853,22 @@ def evaluate_table(
         rr = table._row_of_node[j]
         wr = np.clip((b1 - tb1[rr]) / (tb1[rr + 1] - tb1[rr]), 0.0, 1.0)
     if with_b1:
-        # psi^-1 on the nearest table row, then Newton steps on psi linear in B1 between the
-        # geometry's nodes (as the grid evaluation's signals): within 0.06 ms of the exact T1 on
-        # 0.3..5 s, B1 0.5..1.5 (tests)
-        offset, xp, up, first, last = table._row_inverse
-        near = rr + (wr > 0.5) if n_rows > 1 else np.zeros(m, dtype=np.int64)
-        query = phi_abs + offset * near
-        np.clip(query, first[near], last[near], out=query)  # within the row's own stretch of xp
-        xi = np.interp(query, xp, up)
+        # psi^-1 bilinear in (angle, table row), then Newton steps on psi linear in B1 between
+        # the geometry's nodes (as the grid evaluation's signals): within 0.06 ms of the exact T1
+        # on 0.3..5 s, B1 0.5..1.5 (tests)
+        phi_nodes, xi_rows = table._b1_inverse
+        position = np.interp(phi_abs, phi_nodes, np.arange(len(phi_nodes), dtype=float))
+        node = np.minimum(position.astype(np.int64), len(phi_nodes) - 2)
+        frac = position - node
+        flat_rows = xi_rows.reshape(-1)
+        if n_rows > 1:
+            lower, upper = rr * len(phi_nodes) + node, (rr + 1) * len(phi_nodes) + node
+            x_lo, x_up = np.take(flat_rows, lower), np.take(flat_rows, upper)
+            xi = x_lo + frac * (np.take(flat_rows, lower + 1) - x_lo)
+            xi += wr * (x_up + frac * (np.take(flat_rows, upper + 1) - x_up) - xi)
+        else:
+            x_lo = np.take(flat_rows, node)
+            xi = x_lo + frac * (np.take(flat_rows, node + 1) - x_lo)
         for _ in range(N_NEWTON_B1):
             np.clip(xi, lo, hi, out=xi)
             psi, d1 = geom.values(xi, j, w, slope=True)
@@ -921,46 +924,41 @@ def evaluate_table(
         if off.size:
             i[off], fc[off] = table.cell(coord[off])
     values = table._values32
-    mean = log_std = start = 0.0
-    state = np.zeros(m, dtype=np.int8)
+    state_flat = table.state.reshape(-1)
     fcc, fkk = fc[:, None], fk[:, None]
     cell = i * n_k + k
-    for row, weight in sides:  # the (one or two) bracketing B1 rows
+    val = state = corner_values = None
+    for row, weight in sides:  # the (one or two) bracketing B1 rows: the summaries linear in B1
         base = i * n_k + k
         if n_rows > 1:
             base += row * (n_c * n_k)
         v00, v01, v10, v11 = (np.take(values, base + o, axis=0) for o in (0, 1, n_k, n_k + 1))
         v0 = v00 + fcc * (v10 - v00)  # at kappa_k
-        val = v0 + fkk * (v01 + fcc * (v11 - v01) - v0)
-        if flat:  # the MAP's log T1 from kappa times its Occam shift
-            row_start = xi + val[:, 2] / (np.maximum(kappa, kappa0) + KAPPA_SHIFT)
-            if weight is None or row is sides[0][0]:
-                corner_values = (v00[:, 2], v10[:, 2], v01[:, 2], v11[:, 2])
-        row_state = table.state.reshape(-1)[cell + row * ((n_c - 1) * n_k) if n_rows > 1 else cell]
-        if low.size:  # linear in kappa between the prior (kappa = 0) and the first node
-            share = kappa[low] / kappa0
-            rows_low = row[low] if n_rows > 1 else row
-            prior = table.prior[rows_low]
-            mean_low = share * (t_ref[low] + val[low, 0] * np.exp(val[low, 1])) + (1 - share) * prior[..., 0]
-            val[low, 1] = share * val[low, 1] + (1 - share) * prior[..., 1]
-            val[low, 0] = (mean_low - t_ref[low]) / np.exp(val[low, 1])  # back to an offset in stds
-            if flat:
-                row_start[low] = share * row_start[low] + (1 - share) * prior[..., 2]
+        row_val = v0 + fkk * (v01 + fcc * (v11 - v01) - v0)
+        if flat and corner_values is None:  # the corners of the lower row, as starts of the MAP
+            corner_values = (v00[:, 2], v10[:, 2], v01[:, 2], v11[:, 2])
+        row_state = state_flat[cell + row * ((n_c - 1) * n_k) if n_rows > 1 else cell]
+        if low.size:  # kappa below the first node: the low band's cell
             first = i[low] * n_k + n_k - 1
-            row_state[low] = table.state.reshape(-1)[first + rows_low * ((n_c - 1) * n_k) if n_rows > 1 else first]
-        np.maximum(state, row_state, out=state)
+            row_state[low] = state_flat[first + row[low] * ((n_c - 1) * n_k) if n_rows > 1 else first]
         if weight is None:
-            offset, log_std = val[:, 0], val[:, 1]
-            if flat:
-                start = row_start
+            val, state = row_val, row_state
+        elif val is None:
+            val, state = weight[:, None] * row_val, row_state
         else:
-            mean = mean + weight * (t_ref + val[:, 0] * np.exp(val[:, 1]))
-            log_std = log_std + weight * val[:, 1]
-            if flat:
-                start = start + weight * row_start
-    std = np.exp(log_std)
-    if n_rows == 1:
-        mean = t_ref + offset * std
+            val += weight[:, None] * row_val
+            np.maximum(state, row_state, out=state)
+    std = np.exp(val[:, 1])
+    mean = t_ref + val[:, 0] * std
+    if flat:  # the MAP's log T1 from kappa times its Occam shift
+        start = xi + val[:, 2] / (np.maximum(kappa, kappa0) + KAPPA_SHIFT)
+    if low.size:  # linear in kappa between the prior (kappa = 0, linear in B1) and the first node
+        share = kappa[low] / kappa0
+        prior = table.prior[0] if n_rows == 1 else (1 - wr[low, None]) * table.prior[rr[low]] + wr[low, None] * table.prior[rr[low] + 1]
+        mean[low] = share * mean[low] + (1 - share) * prior[..., 0]
+        std[low] = np.exp(share * val[low, 1] + (1 - share) * prior[..., 1])
+        if flat:
+            start[low] = share * start[low] + (1 - share) * prior[..., 2]
     grid |= state == CELL_GRID
 
     if flat:
