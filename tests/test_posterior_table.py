@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from qt1lib.estimate.map import ExactMAPModel, exact_log_likelihood
-from qt1lib.estimate.posterior_table import projection_from_statistics, sufficient_statistics
+from qt1lib.estimate.posterior_table import (
+    projection_from_statistics,
+    sufficient_statistics,
+)
 from qt1lib.protocols import SEED_7T_MP2RAGE, SEED_7T_MP3RAGE
 from qt1lib.sequences import gre_signals
 
