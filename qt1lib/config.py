@@ -752,6 +752,11 @@ CHAPTER_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
         "quick": {},
         "paper": {"ba_points": 5000, "comparison_network": True, "max_voxels_per_cell": 5000, "threads": 0},
     },
+    "08_performance": {
+        "smoke": {"estimators": ["lut", "lut_b1", "map_exact_mp2rage_nob1", "map_exact_mp3rage_nob1"], "n_voxels": 2000},
+        "quick": {},
+        "paper": {"n_voxels": 1000000},
+    },
 }
 
 #: The parameters of each chapter that are study settings (:meth:`StudyConfig.parameter_names`):
@@ -766,6 +771,7 @@ CHAPTER_STUDY_PARAMETERS: dict[str, tuple[str, ...]] = {
     "05_registration_and_bias": ("registration_contrast",),
     "06_calibration": ("calibration_input", *STUDY_CALIBRATION),
     "07_statistics": ("calibration_input", *STUDY_CALIBRATION),
+    "08_performance": (),
 }
 
 
