@@ -510,7 +510,7 @@ def write_timings(src: Path, profile: str, timings: dict[str, float], seed: int 
     text = (
         f"| | |\n|---|---|\n| profile | **{profile}** |\n| seed | {seed} |\n| commit | {commit}{dirty} |\n"
         f"| built | {info['date']} |\n| machine | {machine['cpu_cores']} CPU cores ({machine['usable_cores']} usable, "
-        f"torch on {machine.get('torch_threads', '?')} threads){gpu} |\n\n"
+        f"torch threads: {machine.get('torch_threads', '?')}){gpu} |\n\n"
         "## Time per chapter\n\n| notebook | seconds |\n|---|---|\n"
         f"{rows}\n| **total** | {total:.1f} |\n\n## Package versions\n\n| package | version |\n|---|---|\n{versions}\n"
     )
