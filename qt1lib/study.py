@@ -16,7 +16,11 @@ chapter's parameters against its parameters cell (:mod:`qt1lib.notebook`: an unk
 value of the wrong type fails before any chapter runs), executes the notebooks into that tree
 (hiding papermill's injected-parameters cell) while it shows the cells done and the time spent,
 records how long each one took, and runs ``jupyter-book build`` with warnings treated as errors
-(a missing glue key, figure or reference fails the build). One runner at a time may use a build
+(a missing glue key, figure or reference fails the build). The executed notebooks, which the pages
+offer for download, carry no path of the build machine (:func:`make_portable`); the build report
+records the commit, the package versions, the profile, the seed and the machine
+(:func:`write_timings`); the landing page's "How to cite" is rendered from ``CITATION.cff``
+(:func:`write_citation`); and every page loads one MathJax component (:data:`MATHJAX_COMPONENT`). One runner at a time may use a build
 directory (a lock file, ``.qt1study.lock``, held with ``fcntl.flock``).
 
 Usage::
@@ -154,8 +158,8 @@ def portable_parameters(parameters: dict[str, Any], declared: dict) -> dict[str,
     parameters : dict
         The values the chapter ran with (:func:`chapter_run_parameters`).
     declared : dict
-        Its parameters cell (:meth:`Chapter.declared_parameters`): name -> parameter with ``.source``,
-        the default as written.
+        Its parameters cell (:meth:`Chapter.declared_parameters`): name ->
+        :class:`qt1lib.notebook.Parameter`, whose ``default`` replaces a path outside the repository.
     """
     portable = {}
     for name, value in parameters.items():
@@ -222,9 +226,8 @@ def make_portable(path: Path, parameters: dict[str, Any], declared: dict) -> Non
     papermill = nb.metadata.get("papermill")
     if papermill is not None:
         papermill["parameters"] = portable
-        for key in ("input_path", "output_path"):
-            if papermill.get(key):
-                papermill[key] = f"notebooks/{Path(papermill[key]).name.removeprefix('.').replace('.running', '')}"
+        name = Path(papermill.get("input_path") or path.name).name  # the chapter's source notebook
+        papermill["input_path"] = papermill["output_path"] = f"notebooks/{name}"
     tmp = path.with_suffix(".tmp.ipynb")
     nbformat.write(nb, tmp)
     os.replace(tmp, path)

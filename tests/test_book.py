@@ -2,7 +2,10 @@
 
 The book is built from the smoke execution of every chapter with warnings as errors (a missing
 glue key, figure or reference fails). Each page is then opened in headless Chromium and its
-rendered DOM is checked for tracebacks, unresolved glue keys and broken images.
+rendered DOM is checked for tracebacks, unresolved glue keys and broken images. The book's frame is
+checked on the same build: one MathJax component per page, the citation and the results at a glance on
+the landing page, downloads without the build's paths, the build report's provenance and the teaching
+page's lab times.
 """
 
 import json
