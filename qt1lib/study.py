@@ -16,7 +16,11 @@ chapter's parameters against its parameters cell (:mod:`qt1lib.notebook`: an unk
 value of the wrong type fails before any chapter runs), executes the notebooks into that tree
 (hiding papermill's injected-parameters cell) while it shows the cells done and the time spent,
 records how long each one took, and runs ``jupyter-book build`` with warnings treated as errors
-(a missing glue key, figure or reference fails the build). One runner at a time may use a build
+(a missing glue key, figure or reference fails the build). The executed notebooks, which the pages
+offer for download, carry no path of the build machine (:func:`make_portable`); the build report
+records the commit, the package versions, the profile, the seed and the machine
+(:func:`write_timings`); the landing page's "How to cite" is rendered from ``CITATION.cff``
+(:func:`write_citation`); and every page loads one MathJax component (:data:`MATHJAX_COMPONENT`). One runner at a time may use a build
 directory (a lock file, ``.qt1study.lock``, held with ``fcntl.flock``).
 
 Usage::
@@ -31,6 +35,7 @@ import argparse
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,8 +62,14 @@ __all__ = [
     "chapter_run_parameters",
     "CellProgress",
     "prepare_sources",
+    "MATHJAX_COMPONENT",
+    "citation_markdown",
+    "write_citation",
     "execute_chapter",
+    "portable_parameters",
+    "make_portable",
     "write_timings",
+    "build_provenance",
     "write_parameter_reference",
     "build_book",
     "dataset_lacks",
@@ -134,12 +145,89 @@ def find_chapters(notebook_dir: Path = REPO_ROOT / "notebooks", only: list[str] 
     return chapters
 
 
-def _hide_injected_parameters(path: Path) -> None:
+def portable_parameters(parameters: dict[str, Any], declared: dict) -> dict[str, Any]:
+    """The run's parameters as a reader's copy of the notebook should carry them: no machine paths.
+
+    A path parameter (``bids_dir``, ``work_dir``: every string that is an absolute path) inside the
+    repository becomes relative to it (the runner executes the chapters with the repository as
+    working directory, so the value means the same there); one outside it (a temporary build, a
+    user's dataset) becomes the notebook's declared default. Other values are kept.
+
+    Parameters
+    ----------
+    parameters : dict
+        The values the chapter ran with (:func:`chapter_run_parameters`).
+    declared : dict
+        Its parameters cell (:meth:`Chapter.declared_parameters`): name ->
+        :class:`qt1lib.notebook.Parameter`, whose ``default`` replaces a path outside the repository.
+    """
+    portable = {}
+    for name, value in parameters.items():
+        if isinstance(value, str) and os.path.isabs(value):
+            path = Path(value)
+            if path.is_relative_to(REPO_ROOT):
+                value = path.relative_to(REPO_ROOT).as_posix() or "."
+            elif name in declared:
+                value = declared[name].default
+        portable[name] = value
+    return portable
+
+
+def _machine_paths(parameters: dict[str, Any], portable: dict[str, Any]) -> list[tuple[str, str]]:
+    """(absolute prefix, replacement) pairs for the text of outputs, longest prefix first: each path
+    parameter by its portable value, then the Python environment and the repository."""
+    pairs = {str(Path(sys.prefix)): "<python-environment>", str(REPO_ROOT): "."}
+    for name, value in parameters.items():
+        if isinstance(value, str) and os.path.isabs(value) and isinstance(portable.get(name), str):
+            pairs[str(Path(value))] = portable[name] or f"<{name}>"
+    return sorted(pairs.items(), key=lambda pair: -len(pair[0]))
+
+
+def _strip_paths(text: Any, pairs: list[tuple[str, str]]) -> Any:
+    if isinstance(text, list):
+        return [_strip_paths(t, pairs) for t in text]
+    if not isinstance(text, str):
+        return text
+    for prefix, replacement in pairs:  # a whole path component only: /a/b does not match /a/bc
+        text = re.sub(re.escape(prefix) + r"(?![\w.-])", lambda _: replacement, text)
+    return text
+
+
+def make_portable(path: Path, parameters: dict[str, Any], declared: dict) -> None:
+    """Rewrite an executed chapter so that it carries no path of the machine that built it.
+
+    The readers download these notebooks from the pages. papermill writes the run's absolute paths
+    into the injected-parameters cell and its metadata (``input_path``, ``output_path``,
+    ``parameters``); this rewrites the injected cell from :func:`portable_parameters` with
+    papermill's own translator, tags it ``remove-cell`` (the pages do not show it), sets the
+    metadata's paths relative to the repository, and replaces the run's path prefixes in the text of
+    the outputs (streams, ``text/*`` data): a path parameter by its portable value, the Python
+    environment by ``<python-environment>``, the repository by ``.``.
+    """
+    from papermill.translators import translate_parameters
+
     nb = nbformat.read(path, as_version=4)
+    portable = portable_parameters(parameters, declared)
+    pairs = _machine_paths(parameters, portable)
+    kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
+    language = nb.metadata.get("language_info", {}).get("name", "python")
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            cell.metadata["tags"] = [*tags, "remove-cell"]
+        if "injected-parameters" in tags:
+            cell.source = translate_parameters(kernel, language, portable, "Parameters")
+            if "remove-cell" not in tags:
+                cell.metadata["tags"] = [*tags, "remove-cell"]
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = _strip_paths(output["text"], pairs)
+            for mime, data in output.get("data", {}).items():
+                if mime.startswith("text/") or mime.startswith("application/papermill.record/text/"):
+                    output["data"][mime] = _strip_paths(data, pairs)
+    papermill = nb.metadata.get("papermill")
+    if papermill is not None:
+        papermill["parameters"] = portable
+        name = Path(papermill.get("input_path") or path.name).name  # the chapter's source notebook
+        papermill["input_path"] = papermill["output_path"] = f"notebooks/{name}"
     tmp = path.with_suffix(".tmp.ipynb")
     nbformat.write(nb, tmp)
     os.replace(tmp, path)
@@ -343,30 +431,111 @@ def execute_chapter(
         else:
             os.environ["MPLBACKEND"] = previous_backend
     elapsed = time.perf_counter() - start
-    _hide_injected_parameters(tmp)
+    make_portable(tmp, parameters, chapter.declared_parameters())
     os.replace(tmp, output)
     return elapsed
 
 
-def write_timings(src: Path, profile: str, timings: dict[str, float]) -> None:
-    """Write the build-report table (``book/build-timings.md``) and ``build-timings.json`` into ``src``."""
-    rows = "\n".join(f"| `{name}` | {seconds:.1f} |" for name, seconds in timings.items())
-    total = sum(timings.values())
-    machine = f"{os.cpu_count()} CPU cores"
+#: Distributions whose versions the build report lists (importlib.metadata names).
+REPORT_PACKAGES = ("numpy", "scipy", "pandas", "torch", "antspyx", "nibabel", "statsmodels", "matplotlib",
+                   "papermill", "jupyter-book", "myst-nb", "sphinx")
+#: The chapters that a two-hour lab on a laptop CPU runs live; the others are read from a precomputed build.
+LAB_LIVE = ("01", "02", "03")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        run = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return run.stdout.strip() if run.returncode == 0 else None
+
+
+def build_provenance(profile: str, seed: int) -> dict[str, Any]:
+    """What a build ran on: the commit (``git rev-parse HEAD``; ``"unknown"`` outside a git
+    checkout) and whether the working tree had uncommitted changes, the versions of Python and of
+    :data:`REPORT_PACKAGES`, the MathJax copy, the profile, the seed and the machine (CPU cores, the
+    cores this process may use, torch's threads, the GPU if any)."""
+    from importlib import metadata
+
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit != "unknown" else None
+    versions = {"python": sys.version.split()[0]}
+    for name in REPORT_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    package_json = Path(sys.prefix) / "share" / "mathjax" / "package.json"
+    versions["mathjax"] = (json.loads(package_json.read_text()).get("version", "unknown") + f" ({MATHJAX_COMPONENT})"
+                           if package_json.is_file() else "from its CDN")
+    machine: dict[str, Any] = {"cpu_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))
+                               if hasattr(os, "sched_getaffinity") else os.cpu_count()}
     try:
         import torch
 
-        if torch.cuda.is_available():
-            machine += f", GPU {torch.cuda.get_device_name(0)}"
+        machine["torch_threads"] = torch.get_num_threads()
+        machine["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+        machine["gpu"] = None
+    return {"profile": profile, "seed": seed, "commit": commit, "uncommitted_changes": bool(status),
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "versions": versions, "machine": machine}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def write_timings(src: Path, profile: str, timings: dict[str, float], seed: int = 0) -> None:
+    """Write the build report into ``src``: ``book/build-timings.md`` (provenance and the time of each
+    chapter, included by ``book/build-report.md``), ``book/lab-timings.md`` (the lab plan's table,
+    included by ``book/teaching.md``) and ``build-timings.json`` (the same, machine-readable).
+
+    Parameters
+    ----------
+    src : Path
+        The build tree's sources (:func:`prepare_sources`).
+    profile : str
+        The profile the chapters ran with.
+    timings : dict
+        Notebook file name -> wall time of its papermill run (s).
+    seed : int
+        The seed passed to every chapter.
+    """
+    info = build_provenance(profile, seed)
+    total = sum(timings.values())
+    machine = info["machine"]
+    gpu = f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU"
+    dirty = " (with uncommitted changes)" if info["uncommitted_changes"] else ""
+    commit = info["commit"] if info["commit"] == "unknown" else f"`{info['commit']}`"
+    rows = "\n".join(f"| `{name}` | {seconds:.1f} |" for name, seconds in timings.items())
+    versions = "\n".join(f"| {name} | {version} |" for name, version in info["versions"].items())
     text = (
-        f"Profile **{profile}**, built on {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine}.\n\n"
-        "| notebook | seconds |\n|---|---|\n"
-        f"{rows}\n| **total** | {total:.1f} |\n"
+        f"| | |\n|---|---|\n| profile | **{profile}** |\n| seed | {seed} |\n| commit | {commit}{dirty} |\n"
+        f"| built | {info['date']} |\n| machine | {machine['cpu_cores']} CPU cores ({machine['usable_cores']} usable, "
+        f"torch threads: {machine.get('torch_threads', '?')}){gpu} |\n\n"
+        "## Time per chapter\n\n| notebook | seconds |\n|---|---|\n"
+        f"{rows}\n| **total** | {total:.1f} |\n\n## Package versions\n\n| package | version |\n|---|---|\n{versions}\n"
     )
     (src / "book" / "build-timings.md").write_text(text)
-    (src / "build-timings.json").write_text(json.dumps({"profile": profile, "seconds": timings}, indent=2))
+    lab = []
+    for name, seconds in timings.items():
+        key = name.split("_", 1)[0]
+        stem = name.removesuffix(".ipynb")
+        if key in LAB_LIVE:
+            how = f"live: `python -m qt1lib.study --profile {profile} --notebooks {key} --no-book`"
+        else:
+            how = f"read: the executed page, or `_build/src/notebooks/{name}` in Jupyter"
+        lab.append(f"| {{doc}}`../notebooks/{stem}` | {how} | {_minutes(seconds)} |")
+    live = sum(s for n, s in timings.items() if n.split("_", 1)[0] in LAB_LIVE)
+    (src / "book" / "lab-timings.md").write_text(
+        f"Times measured by the build you are reading (profile **{profile}**, {machine['usable_cores']} usable CPU "
+        f"cores{gpu}; {{doc}}`build-report`).\n\n| chapter | in the lab | time in this build |\n|---|---|---|\n"
+        + "\n".join(lab)
+        + f"\n| **live chapters** ({', '.join(LAB_LIVE)}) | | **{_minutes(live)}** |\n"
+        f"| **whole build** (the instructor's `make book PROFILE={profile}`, before the lab) | | **{_minutes(total)}** |\n"
+    )
+    (src / "build-timings.json").write_text(json.dumps({**info, "seconds": timings}, indent=2))
 
 
 def prepare_sources(build_dir: Path) -> Path:
@@ -382,22 +551,106 @@ def prepare_sources(build_dir: Path) -> Path:
         else:
             shutil.copy2(source, src / name)
     _vendor_mathjax(src)
+    write_citation(src)
     return src
+
+
+#: The one MathJax 3 component that every page loads: TeX input, CommonHTML output and every TeX
+#: extension in one file (https://docs.mathjax.org/en/v3.2-latest/web/components/combined.html); its
+#: fonts are loaded from ``output/chtml/fonts/woff-v2`` next to it, and only the glyph sets a page uses.
+MATHJAX_COMPONENT = "tex-chtml-full.js"
+#: Where the vendored copy goes in the build tree: a folder of ``html_extra_path`` that is copied to
+#: the site's ``_static/mathjax/``. Not ``_static/`` itself: Jupyter Book 1 adds every ``.js`` file
+#: under the source's ``_static`` to every page (``jupyter_book.config``), which made each page load
+#: all of MathJax's components and extensions (about 70 files).
+MATHJAX_EXTRA = "_mathjax"
 
 
 def _vendor_mathjax(src: Path) -> None:
     """Serve MathJax from the book itself when the environment has a copy (``make`` installs one).
 
-    Without it, pages load MathJax from its CDN and show raw TeX when read offline.
+    Copies the environment's MathJax (``<prefix>/share/mathjax/es5``) without its other combined
+    components into ``src/_mathjax/_static/mathjax`` and points ``mathjax_path`` at
+    :data:`MATHJAX_COMPONENT` there, so that a page loads one script and the fonts it needs. Without
+    a copy, pages load the same component from the CDN that ``_config.yml`` names and show raw TeX
+    when read offline.
     """
     es5 = Path(sys.prefix) / "share" / "mathjax" / "es5"
-    if not (es5 / "tex-chtml.js").is_file():
+    if not (es5 / MATHJAX_COMPONENT).is_file():
         return
-    shutil.copytree(es5, src / "_static" / "mathjax")
+    combined = {p.name for p in es5.glob("*.js")} - {MATHJAX_COMPONENT}
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return combined & set(names) if Path(folder) == es5 else set()
+
+    shutil.copytree(es5, src / MATHJAX_EXTRA / "_static" / "mathjax", ignore=ignore)
     config_path = src / "_config.yml"
     config = yaml.safe_load(config_path.read_text())
-    config.setdefault("sphinx", {}).setdefault("config", {})["mathjax_path"] = "mathjax/tex-chtml.js"
+    sphinx_config = config.setdefault("sphinx", {}).setdefault("config", {})
+    sphinx_config["mathjax_path"] = f"mathjax/{MATHJAX_COMPONENT}"
+    sphinx_config["html_extra_path"] = [*sphinx_config.get("html_extra_path", []), MATHJAX_EXTRA]
+    config["exclude_patterns"] = [*config.get("exclude_patterns", []), MATHJAX_EXTRA]
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _author_names(authors: list[dict]) -> list[str]:
+    """CFF authors as "Family GI" (Vancouver style), or an entity's ``name``."""
+    names = []
+    for author in authors:
+        if "family-names" in author:
+            initials = "".join(part[0] for part in str(author.get("given-names", "")).replace(".", " ").split())
+            names.append(f"{author['family-names']} {initials}".strip())
+        else:
+            names.append(str(author["name"]))
+    return names
+
+
+def _bibtex(key: str, entry: dict) -> str:
+    authors = " and ".join(
+        f"{a['family-names']}, {a.get('given-names', '')}".strip(", ") if "family-names" in a else f"{{{a['name']}}}"
+        for a in entry.get("authors", [])
+    )
+    kind = "article" if entry.get("type") == "article" else "software"
+    fields = {"author": authors, "title": f"{{{entry['title']}}}", "journal": entry.get("journal"),
+              "volume": entry.get("volume"), "pages": entry.get("start"), "year": entry.get("year"),
+              "doi": entry.get("doi"), "version": entry.get("version"),
+              "url": entry.get("repository-code") or entry.get("url")}
+    body = ",\n".join(f"  {name} = {{{value}}}" for name, value in fields.items() if value not in (None, ""))
+    return f"@{kind}{{{key},\n{body}\n}}"
+
+
+def citation_markdown(cff: dict) -> str:
+    """The "How to cite" text of a ``CITATION.cff`` (Citation File Format 1.2.0): the work itself, its
+    ``preferred-citation`` and its ``references``, each as a sentence, then BibTeX for all of them."""
+    if cff.get("cff-version") != "1.2.0" or "title" not in cff or "authors" not in cff:
+        raise ValueError("CITATION.cff: expected cff-version 1.2.0 with a title and authors")
+    lines = [" ".join(str(cff.get("message", "")).split()), ""]
+    version = f" Version {cff['version']}." if "version" in cff else ""
+    lines.append(f"- **This book**: {', '.join(_author_names(cff['authors']))}. *{cff['title']}*.{version}")
+    bib = [_bibtex("qt1book", cff)]
+    preferred = cff.get("preferred-citation")
+    if preferred:
+        where = f" {preferred['journal']} {preferred.get('volume', '')}:{preferred.get('start', '')}".rstrip(":")
+        doi = f" [doi:{preferred['doi']}](https://doi.org/{preferred['doi']})" if "doi" in preferred else ""
+        lines.append(f"- **The study it reproduces** (preferred citation): {', '.join(_author_names(preferred['authors']))}."
+                     f" {preferred['title']}.{where} ({preferred.get('year', '')}).{doi}")
+        bib.append(_bibtex("saunders2025", preferred))
+    for i, ref in enumerate(cff.get("references", [])):
+        url = ref.get("repository-code") or ref.get("url")
+        commit = f", commit `{ref['commit']}`" if "commit" in ref else ""
+        link = f" <{url}>{commit}." if url else ""
+        lines.append(f"- **Reference**: {', '.join(_author_names(ref.get('authors', [])))}. *{ref['title']}*"
+                     f" ({ref.get('year', '')}).{link} {ref.get('notes', '')}".rstrip())
+        bib.append(_bibtex(f"reference{i + 1}", ref))
+    lines += ["", "BibTeX:", "", "```bibtex", "\n\n".join(bib), "```", ""]
+    return "\n".join(lines)
+
+
+def write_citation(src: Path, cff_path: Path = REPO_ROOT / "CITATION.cff") -> None:
+    """Write ``src/book/citation.md`` (included by the landing page) from the repository's
+    ``CITATION.cff`` (:func:`citation_markdown`), so the page cannot drift from the file."""
+    cff = yaml.safe_load(Path(cff_path).read_text())
+    (src / "book" / "citation.md").write_text(citation_markdown(cff))
 
 
 def build_book(src: Path, build_dir: Path, strict: bool = True) -> Path:
@@ -528,7 +781,7 @@ def run_study(
                 chapter, src / "notebooks" / chapter.path.name, profile, bids_dir, work_dir, seed, progress=progress
             )
             print(f"    {timings[chapter.path.name]:.1f} s", flush=True)
-        write_timings(src, profile, timings)
+        write_timings(src, profile, timings, seed)
         write_parameter_reference(src)
         html = build_dir / "html"
         if build and not only:

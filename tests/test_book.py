@@ -2,15 +2,21 @@
 
 The book is built from the smoke execution of every chapter with warnings as errors (a missing
 glue key, figure or reference fails). Each page is then opened in headless Chromium and its
-rendered DOM is checked for tracebacks, unresolved glue keys and broken images.
+rendered DOM is checked for tracebacks, unresolved glue keys and broken images. The book's frame is
+checked on the same build: one MathJax component per page, the citation and the results at a glance on
+the landing page, downloads without the build's paths, the build report's provenance and the teaching
+page's lab times.
 """
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import nbformat
 import pytest
 
 from qt1lib import study
@@ -93,3 +99,137 @@ def test_statistics_page_shows_the_side_by_side_table_with_the_seed(html):
         cells = rows[tissue]
         assert cells[:2] == [f"{m:.2f} ± {sd:.2f}" for m, sd in (published["before"], published["after"])]
         assert len(cells) == 4 and all(re.fullmatch(r"\d\.\d\d ± \d\.\d\d", c) for c in cells[2:]), cells
+
+
+def _html_pages(html: Path) -> list[tuple[str, str]]:
+    """(name, raw HTML) of every page that is not a redirect."""
+    pages = []
+    for page in _pages(html):
+        text = page.read_text()
+        if not re.search(r'http-equiv="Refresh"', text, re.IGNORECASE):
+            pages.append((page.relative_to(html).as_posix(), text))
+    return pages
+
+
+def _mathjax_scripts(text: str) -> list[str]:
+    return [src for src in re.findall(r"<script[^>]*\bsrc=\"([^\"]+)\"", text) if "mathjax" in src.lower()]
+
+
+def test_each_page_loads_one_mathjax_component(html):
+    """Jupyter Book adds every .js under the sources' _static to every page: MathJax must not be there."""
+    problems = []
+    for name, text in _html_pages(html):
+        scripts = _mathjax_scripts(text)
+        if len(scripts) > 1:
+            problems.append(f"{name}: {len(scripts)} MathJax scripts {scripts[:5]}")
+        if scripts and study.MATHJAX_COMPONENT not in scripts[0]:
+            problems.append(f"{name}: loads {scripts[0]}, not {study.MATHJAX_COMPONENT}")
+        local = [s for s in scripts if "://" not in s]
+        for src in local:
+            if not (html / name).parent.joinpath(unquote(urlparse(src).path)).resolve().is_file():
+                problems.append(f"{name}: MathJax script {src} is missing from the site")
+    assert not problems, "\n".join(problems)
+    assert not list((html / "_static").glob("mathjax/tex-svg*.js")), "other MathJax components were copied"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt: chromium-headless-shell)")
+def test_mathjax_loads_no_further_scripts_when_it_runs(html):
+    """After MathJax has typeset the theory page, the page holds at most 3 MathJax scripts (the component
+    loads its extensions lazily as script tags: none should be needed)."""
+    dom = _rendered_dom(html / "book" / "theory.html")
+    assert "mjx-container" in dom or "MathJax" in dom, "MathJax did not typeset the theory page"
+    assert len(_mathjax_scripts(dom)) <= 3, _mathjax_scripts(dom)
+
+
+def test_citation_is_rendered_on_the_landing_page(html):
+    import yaml
+
+    cff = yaml.safe_load((study.REPO_ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0"
+    paper = cff["preferred-citation"]
+    assert paper["doi"] == "10.1016/j.mri.2025.110322" and paper["volume"] == 117 and paper["start"] == 110322
+    assert [a["family-names"] for a in paper["authors"]][:1] == ["Saunders"] and len(paper["authors"]) == 9
+    intro = (html / "book" / "intro.html").read_text()
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", intro)).replace("’", "'")
+    assert "How to cite" in text
+    for expected in (cff["title"], paper["title"], "Saunders AM, Kim ME", "O'Grady KP"):
+        assert expected in text, expected
+    assert "@article{saunders2025," in re.sub(r"<[^>]+>", "", intro)  # the BibTeX block (highlighted: tags inside)
+    assert f'href="https://doi.org/{paper["doi"]}"' in intro
+    assert 'href="https://github.com/MASILab/map_t1_mapping"' in intro
+
+
+def test_downloadable_notebooks_carry_no_build_path(html, smoke_build):
+    """The .ipynb that the pages offer (and the page sources) hold no absolute path of the build."""
+    machine = [str(smoke_build.build_dir), str(study.REPO_ROOT), sys.prefix]
+    notebooks = sorted(html.rglob("*.ipynb"))
+    for chapter in study.find_chapters():
+        page = (html / "notebooks" / f"{chapter.path.stem}.html").read_text()
+        link = re.search(r'href="([^"]*_sources/notebooks/' + re.escape(chapter.path.name) + ')"', page)
+        assert link, f"{chapter.path.name}: no download link"
+        assert (html / "notebooks" / link.group(1)).resolve().is_file()
+    assert len(notebooks) >= len(study.find_chapters())
+    problems = [f"{f.relative_to(html)}: {path}" for f in [*notebooks, *(html / "_sources").rglob("*.md")]
+                for path in machine if path in f.read_text()]
+    assert not problems, "\n".join(problems)
+    executed = nbformat.read(smoke_build.src / "notebooks" / study.find_chapters()[0].path.name, as_version=4)
+    injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert 'work_dir = "work"' in injected.source and 'profile = "smoke"' in injected.source  # reset to the default
+    assert executed.metadata.papermill.parameters["work_dir"] == "work"
+
+
+def test_portable_parameters_keep_repository_paths_relative():
+    chapter = study.find_chapters()[0]
+    declared = chapter.declared_parameters()
+    inside = study.portable_parameters({"work_dir": str(study.REPO_ROOT / "work" / "quick"), "seed": 3}, declared)
+    outside = study.portable_parameters({"work_dir": "/elsewhere/work", "bids_dir": ""}, declared)
+    assert inside == {"work_dir": "work/quick", "seed": 3}
+    assert outside == {"work_dir": declared["work_dir"].default, "bids_dir": ""}
+
+
+def test_build_report_has_commit_versions_and_seed(html, smoke_build):
+    report = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (html / "book" / "build-report.html").read_text()))
+    run = subprocess.run(["git", "-C", str(study.REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    commit = run.stdout.strip() if run.returncode == 0 else "unknown"
+    assert f"commit {commit}" in report, report[:2000]
+    assert "profile smoke" in report and "seed 0" in report
+    assert re.search(r"machine \d+ CPU cores", report)
+    for package in ("python", "numpy", "torch", "antspyx", "jupyter-book", "myst-nb", "mathjax"):
+        assert re.search(rf"{package} (\d|from its CDN)", report), package
+    for name in smoke_build.timings:
+        assert re.search(re.escape(name) + r" \d+\.\d", report), name
+    record = json.loads((smoke_build.src / "build-timings.json").read_text())
+    assert record["commit"] == commit and record["seed"] == 0 and set(record["seconds"]) == set(smoke_build.timings)
+
+
+def test_teaching_page_gives_the_lab_times_of_this_build(html, smoke_build):
+    page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (html / "book" / "teaching.html").read_text()))
+    for heading in ("Prerequisites", "Notation", "Glossary", "A two-hour lab on a laptop CPU"):
+        assert heading in page, heading
+    for key in study.LAB_LIVE:
+        assert f"--notebooks {key} --no-book" in page
+    assert page.count("live: python -m qt1lib.study") == len(study.LAB_LIVE)
+    assert "whole build" in page and re.search(r"(\d+(\.\d)? min|\d+ s)", page)
+
+
+def test_landing_page_shows_the_results_at_a_glance(html):
+    """The side-by-side table of chapter 7 (seed in vivo, book simulated), the key figures with numbers,
+    captions and alt text, glued numbers in the take-home points, the seed's DOI and code."""
+    intro = (html / "book" / "intro.html").read_text()
+    tables = [t for t in re.findall(r"<table.*?</table>", intro, re.S) if "in vivo" in t and "simulated" in t]
+    assert len(tables) == 1, "expected chapter 7's table labelled in vivo and simulated"
+    rows = {m.group(1): re.findall(r"<td>([^<]*)</td>", m.group(2))
+            for m in re.finditer(r"<tr>\s*<th>([^<]+)</th>(.*?)</tr>", tables[0], re.S)}
+    for tissue, published in SEED_RMSE.items():
+        assert rows[tissue][:2] == [f"{m:.2f} ± {sd:.2f}" for m, sd in (published["before"], published["after"])]
+    figures = re.findall(r'<figure class="pasted-figure.*?</figure>', intro, re.S)
+    assert len(figures) >= 2
+    for figure in figures:
+        alt = re.search(r'<img alt="([^"]+)" src="([^"]+)"', figure)
+        assert alt and "_images" not in alt.group(1) and len(alt.group(1)) > 20, figure[:300]
+        assert (html / "book" / unquote(alt.group(2))).resolve().is_file()
+        assert re.search(r'class="caption-number">Fig\. \d+', figure)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", intro))
+    assert "Take-home" in text and "Beyond the seed" in text
+    assert intro.count('class="pasted-text"') >= 8, "the take-home numbers are glued"
+    assert 'href="https://doi.org/10.1016/j.mri.2025.110322"' in intro
