@@ -102,7 +102,7 @@ def test_exact_posterior_matches_brute_force_integration(protocol, sigma, scale_
     rng = np.random.default_rng(int(sigma * 1e6))
     t1 = np.array([0.07, 0.4, 1.0, 2.2, 3.8, 4.6, 4.95])
     y = noisy(t1, sigma, rng)
-    post = ExactMAPModel(protocol, sigma, scale_prior=scale_prior).fit(y)
+    post = ExactMAPModel(protocol, sigma, scale_prior=scale_prior, method="grid").fit(y)
     t1_map, mean, std = brute_force(y, protocol, sigma, scale_prior=scale_prior)
     np.testing.assert_allclose(post.map, t1_map, rtol=3e-5, atol=0)
     np.testing.assert_allclose(post.mean, mean, rtol=2e-5)
@@ -126,7 +126,7 @@ def test_exact_posterior_with_b1_map_matches_brute_force():
 def test_known_analytic_posteriors_of_zero_data():
     """y = 0: the posterior is the prior times 1/||g||^2 (flat scale prior) or the uniform prior (Jeffreys)."""
     y = np.zeros((3, 2), dtype=complex)
-    jeff = map_t1_exact(y, SEED_7T_MP2RAGE, sigma=0.005, scale_prior="jeffreys")
+    jeff = map_t1_exact(y, SEED_7T_MP2RAGE, sigma=0.005, scale_prior="jeffreys", method="grid")
     lo, hi = T1_RANGE
     np.testing.assert_allclose(jeff.mean, (lo + hi) / 2, rtol=1e-10)
     np.testing.assert_allclose(jeff.std, (hi - lo) / np.sqrt(12), rtol=1e-10)
@@ -138,7 +138,7 @@ def test_known_analytic_posteriors_of_zero_data():
     z = quad(density, lo, hi, limit=200)[0]
     mean = quad(lambda t: t * density(t), lo, hi, limit=200)[0] / z
     var = quad(lambda t: (t - mean) ** 2 * density(t), lo, hi, limit=200)[0] / z
-    flat = map_t1_exact(y, SEED_7T_MP2RAGE, sigma=0.005, scale_prior="flat")
+    flat = map_t1_exact(y, SEED_7T_MP2RAGE, sigma=0.005, scale_prior="flat", method="grid")
     np.testing.assert_allclose(flat.mean, mean, rtol=1e-6)
     np.testing.assert_allclose(flat.std, np.sqrt(var), rtol=1e-6)
 
@@ -193,8 +193,8 @@ def test_exact_voxel_shape_nan_and_chunking():
     y = noisy(t1, 0.002, rng, b1=b1)
     y[1, 0, 0, 0] = np.nan
     b1[2, 1, 1] = np.nan
-    small = ExactMAPModel(SEED_7T_MP2RAGE, 0.002, chunk_size=7).fit(y, b1=b1)
-    large = ExactMAPModel(SEED_7T_MP2RAGE, 0.002).fit(y, b1=b1)
+    small = ExactMAPModel(SEED_7T_MP2RAGE, 0.002, chunk_size=7, method="grid").fit(y, b1=b1)
+    large = ExactMAPModel(SEED_7T_MP2RAGE, 0.002, method="grid").fit(y, b1=b1)
     assert small.map.shape == t1.shape
     for name in ("map", "mean", "std"):
         np.testing.assert_allclose(getattr(small, name), getattr(large, name), rtol=1e-12)

@@ -48,7 +48,7 @@ def assert_table_matches_grid(y, b1, scale_prior, **options):
     """MAP within 1 ms, std within 1 % and mean within 1 % of the std of the grid evaluation,
     ``valid`` identical; where the mean or std miss, the table is within those bounds of a
     brute-force integration and the grid evaluation is farther from it."""
-    grid = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, scale_prior=scale_prior, **options).fit(y, b1=b1)
+    grid = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, scale_prior=scale_prior, method="grid", **options).fit(y, b1=b1)
     model = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, scale_prior=scale_prior, method="table", **options)
     table = model.fit(y, b1=b1)
     assert model.fit_info["table"] > 0.95 * y.shape[1]  # the grid takes at most 5 % of the voxels
@@ -135,7 +135,7 @@ def test_very_wide_posteriors_below_snr_5(scale_prior):
     is within 1 ms of it or (a flat or bimodal posterior, whose MAP is ill-defined) its
     log-likelihood is within 1e-3 of the best of a dense grid (the grid evaluation's too)."""
     y, _ = voxels(2000, seed=14, snr=(0.1, 5.0), ends=False)
-    grid = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, scale_prior=scale_prior).fit(y)
+    grid = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, scale_prior=scale_prior, method="grid").fit(y)
     table = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, scale_prior=scale_prior, method="table").fit(y)
     np.testing.assert_allclose(table.std, grid.std, rtol=0.01)
     assert np.max(np.abs(table.mean - grid.mean) / grid.std) < 0.01
@@ -172,7 +172,7 @@ def test_nan_zero_and_out_of_table_voxels():
     y[:, 6] = 0.0
     b1[7], b1[8] = 0.7, 1.6  # outside the table's rows 0.95..1.05
     y[:, 9] *= 1e4  # SNR ~1e6: kappa above the table
-    grid = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA).fit(y, b1=b1)
+    grid = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, method="grid").fit(y, b1=b1)
     model = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, method="table", table_b1_range=(0.95, 1.05))
     table = model.fit(y, b1=b1)
     for name in ("map", "mean", "std"):
@@ -203,5 +203,35 @@ def test_table_method_bad_input():
         model.fit(y, b1=1.0, b1_sd=0.05)
 
 
-def test_grid_stays_the_default():
-    assert ExactMAPModel(SEED_7T_MP2RAGE, SIGMA).method == "grid"
+def test_auto_takes_the_table_for_mp2rage_and_the_grid_otherwise():
+    """The default method: the table wherever it applies (two readouts, no B1 marginalisation)."""
+    y, b1 = voxels(200, seed=23, b1_range=(0.8, 1.2))
+    model = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA)
+    assert model.method == "auto"
+    model.fit(y, b1=b1)
+    assert model.fit_info["table"] > 0.95 * y.shape[1]
+    model.fit(y, b1=b1, b1_sd=0.02)
+    assert model.fit_info["table"] == 0 and model.fit_info["grid"] == y.shape[1]
+    mp3 = ExactMAPModel(SEED_7T_MP3RAGE, SIGMA)
+    mp3.fit(np.concatenate([y, y[:1]]), b1=b1)
+    assert mp3.fit_info["table"] == 0
+
+
+def test_tables_are_read_back_from_the_store(tmp_path):
+    """With a store, a table is built once per store: another process (here: cleared caches) reads
+    it back, and the voxels' summaries are the same as without a store."""
+    from qt1lib.estimate.posterior_table import POSTERIOR_TABLE_STEP
+    from qt1lib.store import Store
+
+    y, _ = voxels(300, seed=29)
+    plain = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, method="table").fit(y)
+    store = Store(tmp_path / "store")
+    first = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, method="table", store=store).fit(y)
+    ExactMAPModel.clear_dictionaries()
+    second = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, method="table", store=store).fit(y)
+    assert [e.outcome for e in store.events if e.step == POSTERIOR_TABLE_STEP] == ["miss", "hit"]
+    for name in ("map", "mean", "std", "valid"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(plain, name))
+        np.testing.assert_array_equal(getattr(second, name), getattr(plain, name))
+    with pytest.raises(ValueError, match="store"):
+        ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, store="work/store")

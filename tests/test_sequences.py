@@ -77,7 +77,6 @@ def test_full_recovery_limit():
     t1 = 1e-3
     g = gre_signals(t1, p)
     a = np.deg2rad(np.asarray(p.flip_angles))
-    e = np.exp(-p.echo_spacing / t1)
     # after n_before steps from Mz = 1, for e ~ 0 every step returns Mz to 1 - e ~ 1
     np.testing.assert_allclose(g, np.sin(a) * 1.0, atol=1e-6)
 

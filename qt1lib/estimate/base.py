@@ -428,6 +428,21 @@ def estimator_options(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k in accepted}
 
 
+class _Identity:
+    """Hashable handle of an object, equal only to a handle of the same object (lru_cache key of a store)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+
 def _check_store(store: Any) -> Any:
     """A store must offer ``get_or_compute(step, parameters, compute, codec, *, inputs, modules)``."""
     if store is not None and not callable(getattr(store, "get_or_compute", None)):

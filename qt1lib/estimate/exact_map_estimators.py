@@ -27,8 +27,8 @@ import numpy as np
 
 from ..protocols import MPnRAGEProtocol
 from ..validate import require_number
-from .base import PosteriorT1, T1Estimator, register_estimator
-from .map import SCALE_PRIORS, ExactMAPModel
+from .base import PosteriorT1, T1Estimator, _check_store, register_estimator
+from .map import EXACT_METHODS, SCALE_PRIORS, ExactMAPModel
 
 __all__ = [
     "ExactMAPEstimator",
@@ -50,6 +50,12 @@ class ExactMAPEstimator(T1Estimator):
     scale_prior : {"flat", "jeffreys"}
         Prior of the complex scale (default ``"jeffreys"``: its MAP is the true T1 for noise-free
         data; the flat prior shifts it by O(sigma^2); :class:`~qt1lib.estimate.map.ExactMAPModel`).
+    evaluation : {"auto", "grid", "table"}
+        Evaluation of the posterior, the model's ``method`` (default ``"auto"``: the sufficient-statistic table for
+        MP2RAGE, the grid evaluation otherwise; :class:`~qt1lib.estimate.map.ExactMAPModel`).
+    store : object, optional
+        Content-addressed store of the posterior tables (:class:`~qt1lib.estimate.map.ExactMAPModel`);
+        does not change the output.
     b1_sd : float
         B1-marginalising estimators only: standard deviation of the B1+ map's error (relative
         B1), default 0.02 (the digital cohort's B1-map error,
@@ -58,21 +64,26 @@ class ExactMAPEstimator(T1Estimator):
 
     method = "exact"
     calls = ("qt1lib.estimate.map",)
-    defaults = {"scale_prior": "jeffreys"}
+    defaults = {"scale_prior": "jeffreys", "evaluation": "auto", "store": None}
 
     def __init__(self, protocol: MPnRAGEProtocol, sigma: float = 0.0, **options: Any) -> None:
         super().__init__(protocol, sigma, **options)
-        self.model = ExactMAPModel(self.view, self.sigma, scale_prior=self.options["scale_prior"])
+        self.model = ExactMAPModel(self.view, self.sigma, scale_prior=self.options["scale_prior"], method=self.options["evaluation"],
+                                   store=self.options["store"])
 
     def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         if options["scale_prior"] not in SCALE_PRIORS:
             raise ValueError(f"option scale_prior must be one of {SCALE_PRIORS}, got {options['scale_prior']!r}")
+        _check_store(options["store"])
+        if options["evaluation"] not in EXACT_METHODS:
+            raise ValueError(f"option evaluation must be one of {EXACT_METHODS}, got {options['evaluation']!r}")
         if "b1_sd" in options:
             options["b1_sd"] = require_number("option b1_sd (relative B1)", options["b1_sd"], low=0)
         return options
 
     def _parameters(self) -> dict[str, Any]:
-        p: dict[str, Any] = {"sigma": self.sigma, "scale_prior": self.options["scale_prior"]}
+        p: dict[str, Any] = {"sigma": self.sigma, "scale_prior": self.options["scale_prior"],
+                                "evaluation": self.options["evaluation"]}
         if self.b1 == "marginal":
             p["b1_sd"] = self.options["b1_sd"]
         return p

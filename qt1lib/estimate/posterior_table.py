@@ -91,6 +91,7 @@ from scipy.interpolate import CubicSpline
 
 from ..protocols import MPnRAGEProtocol
 from ..sequences import gre_signals
+from .base import _Identity
 
 __all__ = [
     "KAPPA_RANGE",
@@ -101,6 +102,8 @@ __all__ = [
     "evaluate_table",
     "geometry",
     "posterior_table",
+    "stored_posterior_table",
+    "POSTERIOR_TABLE_STEP",
     "projection_from_statistics",
     "sufficient_statistics",
 ]
@@ -792,6 +795,51 @@ def posterior_table(
         f_all.append(_check_cells(geom, int(row), c, log_kappa, v, v0, flat, tol))
     values = np.ascontiguousarray(np.stack(v_all).reshape(-1, 3)[:, : 3 if flat else 2])
     return PosteriorTable(geom, rows, c, log_kappa, values, np.stack(p_all), np.stack(f_all), scale_prior)
+
+
+#: Step name of the posterior tables in the content-addressed store (:mod:`qt1lib.store`).
+POSTERIOR_TABLE_STEP = "posterior_table"
+
+
+@lru_cache(maxsize=4)
+def stored_posterior_table(
+    store: _Identity,
+    protocol: MPnRAGEProtocol,
+    t1_range: tuple[float, float],
+    scale_prior: str,
+    b1_nodes: tuple[float, ...],
+    b1_range: tuple[float, float] = TABLE_B1_RANGE,
+) -> PosteriorTable:
+    """:func:`posterior_table` (default build settings) read from a content-addressed store, or built and
+    written to it: once per store rather than once per process (a table with B1 rows takes about 11 s to
+    build on 2 cores; every chapter of a build is a process of its own).
+
+    Parameters
+    ----------
+    store : _Identity
+        Handle of the store (``get_or_compute(step, parameters, compute, codec, *, inputs, modules)``,
+        :class:`qt1lib.store.Store`); step :data:`POSTERIOR_TABLE_STEP`, codec PICKLE, key: the
+        arguments and the source of this module and of what it imports.
+    protocol, t1_range, scale_prior, b1_nodes, b1_range
+        As :func:`posterior_table`.
+
+    Raises
+    ------
+    TypeError
+        The store returned something other than a :class:`PosteriorTable`.
+    """
+    from ..store import PICKLE  # the store module is optional until a store is given
+
+    parameters = {"protocol": protocol.describe(), "t1_range": list(t1_range), "scale_prior": scale_prior,
+                  "b1_nodes": list(b1_nodes), "b1_range": list(b1_range)}
+
+    def compute() -> PosteriorTable:  # the process's table, when it has one
+        return posterior_table(protocol, t1_range, scale_prior, b1_nodes, b1_range)
+
+    table = store.obj.get_or_compute(POSTERIOR_TABLE_STEP, parameters, compute, PICKLE, modules=(__name__,))
+    if not isinstance(table, PosteriorTable):
+        raise TypeError(f"the store returned a {type(table).__name__} for {POSTERIOR_TABLE_STEP!r}, not a PosteriorTable")
+    return table
 
 
 # ============================================================================ voxels

@@ -25,28 +25,13 @@ import numpy as np
 from ..protocols import MPnRAGEProtocol
 from ..sequences import uni
 from ..validate import require_integer, require_number
-from .base import PosteriorT1, T1Estimator, _check_store, register_estimator
+from .base import PosteriorT1, T1Estimator, _check_store, _Identity, register_estimator
 from .map import SEED_LIKELIHOOD_THRESHOLD, SEED_N_BINS, SeedMAPModel
 
 __all__ = ["SeedMAPEstimator", "SeedMAPMP2RAGE", "SeedMAPMP3RAGE", "seed_map_model", "SEED_MAP_HISTOGRAM_STEP"]
 
 #: Step name of the seed MAP's histogram in the content-addressed store.
 SEED_MAP_HISTOGRAM_STEP = "seed_map_histogram"
-
-
-class _Identity:
-    """Hashable handle of an object, equal only to a handle of the same object (lru_cache key of a store)."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __hash__(self) -> int:
-        return id(self.obj)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Identity) and other.obj is self.obj
 
 
 @lru_cache(maxsize=8)
