@@ -5,7 +5,8 @@ Simulates ``--n-voxels`` voxels of the seed 7T MP3RAGE (all three readouts; T1 u
 Gaussian noise of std ``--sigma`` per real / imaginary part, default the seed's 0.005 of M0)
 and maps T1 with
 
-* the lookup table on S_12 (Marques et al. 2010) and its B1-corrected 2-D version,
+* the lookup table on S_12 (Marques et al. 2010) and its B1-corrected 2-D version (Marques &
+  Gruetter 2013; one bilinear read per voxel of :class:`qt1lib.estimate.lut.BilinearTable`),
 * the seed's Monte-Carlo histogram MAP (MP2RAGE: S_12; MP3RAGE: S_12, S_13), building the
   histogram (``--seed-trials`` trials per T1) and mapping timed separately,
 * the exact-likelihood MAP with posterior mean / std (MP2RAGE, MP3RAGE, without and with the

@@ -212,8 +212,9 @@ def test_seed_code_shift_is_the_closed_form_shift():
     # the code's half split: within 3 ms of the book's
     half = seed_code_shift(t1, b1, seed_code_split="half")
     assert np.abs(half.shift_ms - table.shift_ms).max() < 3.0
-    one = table[np.isclose(table.b1, 1.0)].set_index("t1")  # at nominal B1+ the two readings agree
-    np.testing.assert_allclose(one.shift_ms, one.seed_code_ms, atol=1e-6)
+    # at nominal B1+ the two readings agree, up to the 2-D table's grid in arcsin(2 S) (qt1lib.estimate.lut.BilinearTable)
+    one = table[np.isclose(table.b1, 1.0)].set_index("t1")
+    np.testing.assert_allclose(one.shift_ms, one.seed_code_ms, atol=1e-3)
     np.testing.assert_allclose(one.lut_ms, 0.0, atol=1.0)
 
 
