@@ -757,7 +757,7 @@ CHAPTER_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
         "paper": {"ba_points": 5000, "comparison_network": True, "max_voxels_per_cell": 5000, "threads": 0},
     },
     "08_performance": {
-        "smoke": {"estimators": ["lut", "lut_b1", "map_exact_mp2rage_nob1", "map_exact_mp3rage_nob1"], "n_voxels": 2000},
+        "smoke": {"n_voxels": 2000},
         "quick": {},
         "paper": {"n_voxels": 1000000},
     },
