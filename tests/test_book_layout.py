@@ -202,6 +202,7 @@ MISFIRES = {
     r"\b(\d+(?:\.\d+)?) standard deviations for MP2RAGE and \1 for MP3RAGE \((?:more|fewer)": "a comparison of equal rounded numbers",
     r"\d+ rows × \d+ columns": "a truncated table",
     r"\bnone s\b": "a unit after 'none'",
+    r"\btook 0\.0+ ": "a duration that rounds to zero",
 }
 
 
