@@ -186,8 +186,8 @@ def _article(page: Path):
 
 
 def _prose(article) -> str:
-    """The page's prose: paragraphs, list items and captions, without code, outputs, tables or math."""
-    article = type(article)(str(article), "html.parser") if not hasattr(article, "decompose") else article
+    """The page's prose: paragraphs, list items and captions, without code, outputs, tables or math.
+    Removes those parts from ``article`` (pass a freshly parsed page)."""
     for hidden in article.select("div.cell, pre, table, .math, span.math, div.math, script, style"):
         hidden.decompose()
     return " ".join(" ".join(e.get_text(" ").split()) for e in article.find_all(["p", "li", "figcaption"]))
