@@ -1,4 +1,11 @@
-"""Notebook parameters: declared in a chapter's parameters cell, validated where they are given.
+"""Notebook parameters and the text that chapters glue into their prose.
+
+Glued text (:func:`glue_text` and the ``format_*`` helpers at the end of this module) says in
+words what a number format cannot: "p < 0.001" rather than "p = 0.000", "20 epochs" rather than
+"20 to 20 epochs", "nowhere" rather than "at none s", "less than 0.1 µs" rather than "within 0.0 µs",
+and singular or plural as the count requires.
+
+Notebook parameters: declared in a chapter's parameters cell, validated where they are given.
 
 papermill only warns about a parameter that a notebook does not declare, and ``papermill -p``
 passes every value that is not a number, ``True``, ``False`` or ``None`` as a string, so a typo or
@@ -60,6 +67,14 @@ __all__ = [
     "validate",
     "check_parameters",
     "check_notebook_parameters",
+    "format_number",
+    "format_p",
+    "plural",
+    "format_count_range",
+    "format_values",
+    "format_at_most",
+    "training_stop_text",
+    "glue_text",
 ]
 
 #: First line of a chapter's parameters cell.
@@ -474,3 +489,147 @@ def check_notebook_parameters(notebook: str | os.PathLike | Any, values: Mapping
         where = Path(notebook).name if isinstance(notebook, (str, os.PathLike)) else "notebook"
         raise ParameterError(f"{where}: {error}") from None
 
+
+
+# ============================================================================ glued text
+def _finite(value: Any, name: str) -> float:
+    if not is_number(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def format_number(value: float, digits: int = 2, unit: str = "", *, signed: bool = False) -> str:
+    """A number for prose: ``digits`` decimals, a minus sign, an optional unit; "n/a" for NaN.
+
+    ``-0.00`` is written ``0.00``. Examples: ``format_number(1.108213, 2, "s")`` is ``"1.11 s"``;
+    ``format_number(0.25, 1, "%", signed=True)`` is ``"+0.2 %"``.
+    """
+    value = _finite(value, "value")
+    if not isinstance(digits, int) or digits < 0:
+        raise ValueError(f"digits must be a non-negative integer, got {digits!r}")
+    if value != value:  # NaN
+        return "n/a"
+    text = f"{value:{'+' if signed else ''}.{digits}f}"
+    if float(text) == 0.0:
+        text = f"{0.0:.{digits}f}"
+    return f"{text} {unit}" if unit else text
+
+
+def format_p(p: float, floor: float = 0.001) -> str:
+    """A p-value for prose: ``"p < 0.001"`` below ``floor``, else ``"p = 0.034"`` (three decimals).
+
+    Three decimals and a floor of 0.001 follow the APA style (Publication Manual, 7th ed., 6.36).
+    NaN gives ``"p not available"``.
+    """
+    p = _finite(p, "p")
+    floor = _finite(floor, "floor")
+    if not 0 < floor < 1:
+        raise ValueError(f"floor must lie in (0, 1), got {floor!r}")
+    if p != p:
+        return "p not available"
+    if not 0.0 <= p <= 1.0 + 1e-12:
+        raise ValueError(f"p must lie in [0, 1], got {p!r}")
+    if p < floor:
+        return f"p < {floor:g}"
+    return f"p = {min(p, 1.0):.3f}"
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``"1 network"``, ``"4 networks"``, ``"0 networks"`` (``plural_form`` default: ``singular + "s"``)."""
+    if not is_integer(count):
+        raise ValueError(f"count must be an integer, got {count!r}")
+    word = singular if int(count) == 1 else (plural_form or singular + "s")
+    return f"{int(count)} {word}"
+
+
+def format_count_range(low: int, high: int, singular: str, plural_form: str | None = None) -> str:
+    """``"12 to 20 epochs"``, or ``"20 epochs"`` when ``low == high`` (``"1 epoch"`` for one)."""
+    if not (is_integer(low) and is_integer(high)) or int(low) > int(high):
+        raise ValueError(f"low and high must be integers with low <= high, got {low!r} and {high!r}")
+    if int(low) == int(high):
+        return plural(int(low), singular, plural_form)
+    return f"{int(low)} to {plural(int(high), singular, plural_form)}"
+
+
+def format_values(values: Any, unit: str = "", *, fmt: str = "g", prefix: str = "at ", empty: str = "nowhere") -> str:
+    """A list of values for prose: ``"at 0.3, 0.5 and 4 s"``, or ``empty`` when there is none.
+
+    Parameters
+    ----------
+    values : iterable of float
+    unit : str
+        Written once, after the last value.
+    fmt : str
+        Format specification of each value.
+    prefix : str
+        Written before the list (not before ``empty``).
+    empty : str
+        The text for an empty list.
+    """
+    texts = [format(float(v), fmt) for v in values]
+    if not texts:
+        return empty
+    listed = texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} and {texts[-1]}"
+    return f"{prefix}{listed}{' ' + unit if unit else ''}"
+
+
+def format_at_most(value: float, digits: int = 1, unit: str = "") -> str:
+    """A small non-negative bound for prose: ``"0.3 µs"``, or ``"less than 0.1 µs"`` when ``value``
+    rounds to zero at ``digits`` decimals (never ``"0.0 µs"``)."""
+    value = _finite(value, "value")
+    if value != value:
+        return "n/a"
+    if value < 0:
+        raise ValueError(f"value must be non-negative, got {value!r}")
+    step = 10.0 ** -digits
+    if round(value, digits) == 0.0:
+        return f"less than {format_number(step, digits, unit)}"
+    return format_number(value, digits, unit)
+
+
+def training_stop_text(epochs: Any, max_epochs: int) -> str:
+    """What the epochs of several trainings say about early stopping, as one sentence.
+
+    Parameters
+    ----------
+    epochs : iterable of int
+        Epochs each training ran (one per fold).
+    max_epochs : int
+        The epoch limit of the trainings.
+
+    Returns
+    -------
+    str
+        E.g. "The 4 networks trained for 20 epochs each; all 4 reached the limit of 20 epochs
+        before early stopping could act, so their validation loss may still have been falling."
+        or "The 4 networks trained for 9 to 20 epochs; 3 of them stopped early."
+    """
+    counts = [int(e) for e in epochs]
+    if not counts or not all(is_integer(e) and e >= 1 for e in counts):
+        raise ValueError(f"epochs must be positive integers, got {list(epochs)!r}")
+    if not is_integer(max_epochs) or max_epochs < 1:
+        raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+    n = len(counts)
+    at_limit = sum(e >= max_epochs for e in counts)
+    who = "The network" if n == 1 else f"The {n} networks"
+    span = format_count_range(min(counts), max(counts), "epoch")
+    each = " each" if n > 1 and min(counts) == max(counts) else ""
+    first = f"{who} trained for {span}{each}"
+    if at_limit == n:
+        every = "it" if n == 1 else ("both" if n == 2 else f"all {n}")
+        return (f"{first}: {every} reached the limit of {plural(max_epochs, 'epoch')} before early stopping could act, "
+                "so the validation loss may still have been falling.")
+    stopped = n - at_limit
+    if n == 1:
+        return f"{first} and stopped early."
+    return f"{first}; {stopped} of them stopped early and {at_limit} reached the limit of {plural(max_epochs, 'epoch')}."
+
+
+def glue_text(key: str, text: str) -> str:
+    """Glue ``text`` (a sentence or phrase for ``{glue:text}``) without showing it; returns it."""
+    from myst_nb import glue
+
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    glue(key, text, display=False)
+    return text

@@ -43,3 +43,11 @@ def smoke_cohort(tmp_path_factory):
     from qt1lib.phantom import make_cohort
 
     return make_cohort(tmp_path_factory.mktemp("smoke-cohort") / "ds", "smoke", seed=0, n_subjects=2, progress=False)
+
+
+@pytest.fixture(scope="session")
+def smoke_html(smoke_build) -> Path:
+    """The smoke book rendered once per session (``smoke_build.build_dir / "html"``), warnings as errors."""
+    if smoke_build.errors:
+        pytest.fail(f"chapters failed, book not built: {sorted(smoke_build.errors)}")
+    return study.build_book(smoke_build.src, smoke_build.build_dir)

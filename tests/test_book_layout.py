@@ -1,0 +1,368 @@
+"""The chapters as readers meet them: captioned figures, folded code, glued prose that reads as prose,
+and pages that fit a phone.
+
+Fast tests check the glue helpers (:mod:`qt1lib.notebook`), the figure style (:mod:`qt1lib.plots`) and
+the chapters' sources. The slow tests read the rendered smoke book (``smoke_html``, built once per
+session from the smoke execution of every chapter): the phrases that glued numbers used to produce
+("at none s", "20 to 20 epochs", "p = 0.000", "within 0.0 µs"), raw long floats and NaN in prose,
+figures without number, caption or alt text, code cells that are not folded, and, in headless Chromium
+at 390 px, figures, tables and equations wider than the page without a scroll container.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib
+import nbformat
+import numpy as np
+import pytest
+
+from qt1lib import plots, study
+from qt1lib.notebook import (
+    format_at_most,
+    format_count_range,
+    format_number,
+    format_p,
+    format_values,
+    plural,
+    training_stop_text,
+)
+
+CHAPTERS = study.find_chapters()
+CHROMIUM = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
+#: Phone width (CSS pixels) of the layout check: an iPhone 12-15 in portrait.
+PHONE_WIDTH = 390
+
+
+# ============================================================================ glue helpers
+def test_p_values_have_a_floor_and_three_decimals():
+    assert format_p(0.0) == "p < 0.001"
+    assert format_p(0.00049) == "p < 0.001"
+    assert format_p(0.001) == "p = 0.001"
+    assert format_p(0.03449) == "p = 0.034"
+    assert format_p(1.0) == "p = 1.000"
+    assert format_p(0.02, floor=0.05) == "p < 0.05"
+    assert format_p(float("nan")) == "p not available"
+    with pytest.raises(ValueError, match="p must lie in"):
+        format_p(1.5)
+    with pytest.raises(ValueError, match="floor"):
+        format_p(0.5, floor=0)
+
+
+def test_counts_ranges_and_lists_read_as_prose():
+    assert plural(1, "epoch") == "1 epoch" and plural(0, "epoch") == "0 epochs"
+    assert plural(2, "analysis", "analyses") == "2 analyses"
+    assert format_count_range(20, 20, "epoch") == "20 epochs"
+    assert format_count_range(1, 1, "epoch") == "1 epoch"
+    assert format_count_range(9, 20, "epoch") == "9 to 20 epochs"
+    with pytest.raises(ValueError, match="low <= high"):
+        format_count_range(20, 9, "epoch")
+    assert format_values([], "s") == "nowhere"
+    assert format_values([], "s", empty="at none of them") == "at none of them"
+    assert format_values([0.3], "s") == "at 0.3 s"
+    assert format_values(np.array([0.3, 0.5, 4.0]), "s", prefix="at T1 = ") == "at T1 = 0.3, 0.5 and 4 s"
+    with pytest.raises(ValueError, match="plural|count"):
+        plural(1.5, "epoch")
+
+
+def test_numbers_and_small_bounds_never_read_zero_or_raw():
+    assert format_number(1.1082134662093972, 2, "s") == "1.11 s"
+    assert format_number(-0.0004, 2) == "0.00"  # no "-0.00"
+    assert format_number(0.25, 1, "%", signed=True) == "+0.2 %"
+    assert format_number(float("nan")) == "n/a"
+    assert format_at_most(0.04, 1, "µs") == "less than 0.1 µs"
+    assert format_at_most(0.0, 1, "µs") == "less than 0.1 µs"
+    assert format_at_most(0.26, 1, "µs") == "0.3 µs"
+    with pytest.raises(ValueError, match="non-negative"):
+        format_at_most(-1.0)
+    with pytest.raises(ValueError, match="value must be a number"):
+        format_number("1.0")
+
+
+def test_training_sentence_says_when_every_network_hit_the_epoch_limit():
+    at_limit = training_stop_text([20, 20, 20, 20], 20)
+    assert at_limit.startswith("The 4 networks trained for 20 epochs each:")
+    assert "all 4 reached the limit of 20 epochs" in at_limit and " to 20" not in at_limit
+    mixed = training_stop_text([9, 20, 12, 20], 20)
+    assert "9 to 20 epochs" in mixed and "2 of them stopped early and 2 reached the limit" in mixed
+    assert training_stop_text([5], 20) == "The network trained for 5 epochs and stopped early."
+    assert "both reached" in training_stop_text([3, 3], 3)
+    with pytest.raises(ValueError, match="max_epochs"):
+        training_stop_text([3], 0)
+
+
+# ============================================================================ figure style
+def test_book_style_renders_high_dpi_and_shows_every_table_column():
+    import pandas as pd
+
+    with matplotlib.rc_context(), pd.option_context("display.max_columns", 20):
+        plots.book_style()
+        assert matplotlib.rcParams["figure.dpi"] == plots.BOOK_DPI >= 150
+        assert pd.get_option("display.max_columns") is None
+        wide = pd.DataFrame(np.zeros((4, 27)))
+        assert "27 columns" not in wide._repr_html_()
+    pd.reset_option("display.max_columns")
+    pd.reset_option("display.precision")
+    with pytest.raises(ValueError, match="dpi"):
+        plots.book_style(0)
+
+
+def test_tissue_labels_get_a_categorical_legend_not_a_colour_bar():
+    import matplotlib.pyplot as plt
+
+    labels = np.zeros((8, 8))
+    labels[:4] = 1
+    labels[4:, :4] = 3
+    labels[4:, 4:] = np.nan
+    fig, ax = plt.subplots()
+    plots.tissue_label_image(ax, labels)
+    names = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert names == ["WM", "cortical GM"]  # the tissues present, in label order
+    assert len(fig.axes) == 1  # no colour bar
+    image = ax.get_images()[0].get_array()
+    assert np.ma.getmaskarray(image)[0, 0] == False and np.isnan(np.ma.filled(image, np.nan)[4, 4])  # noqa: E712
+    plt.close(fig)
+    with pytest.raises(ValueError, match="2-D"):
+        plots.tissue_label_image(ax, np.zeros((2, 2, 2)))
+
+
+def test_performance_grid_has_one_panel_per_quantity_and_noise_level():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    rows = [{"protocol": p, "estimator": e, "sigma": s, "t1": t, "bias": 0.01 * t, "ratio": 1.0}
+            for p in ("MP2RAGE", "MP3RAGE") for e in ("LUT", "exact MAP") for s in (0.0025, 0.005) for t in (0.5, 1, 2)]
+    fig = plots.performance_grid(pd.DataFrame(rows), "MP2RAGE", {"bias": "bias (s)", "ratio": "std / CRLB"},
+                                 references={"ratio": 1.0})
+    panels = [a for a in fig.axes if a.get_lines()]
+    assert len(panels) == 4
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["LUT", "exact MAP"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="protocol 'SIR'"):
+        plots.performance_grid(pd.DataFrame(rows), "SIR", {"bias": "bias"})
+
+
+# ============================================================================ chapter sources
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.path.name)
+def test_chapter_folds_its_code_and_captions_every_figure(chapter):
+    nb = nbformat.read(chapter.path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for cell in code:
+        tags = set(cell.metadata.get("tags", []))
+        assert tags & {"hide-input", "remove-cell"}, f"code cell not folded: {cell.source[:80]!r}"
+        assert "plt.show()" not in cell.source, "figures are glued and shown by a captioned {glue:figure}"
+    glued = {m.group(1) for c in code for m in re.finditer(r'glue\("(fig_\w+)"', c.source)}
+    glued |= {f"fig_performance_{p}" for c in code if 'glue(f"fig_performance_{' in c.source for p in ("mp2rage", "mp3rage")}
+    shown = re.findall(r"```\{glue:figure\} (\S+)\n((?::\w+:.*\n)*)\n(.+?)\n```", markdown)
+    assert glued and glued == {key for key, _, _ in shown}, "every glued figure is shown once, with a caption"
+    for key, options, caption in shown:
+        assert re.search(r"^:name: fig-\d\d-[\w-]+$", options, re.M), key
+        alt = re.search(r"^:alt: (.+)$", options, re.M)
+        assert alt and len(alt.group(1)) > 40, f"{key}: alt text says what the figure shows"
+        assert len(caption) > 40, f"{key}: the caption gives the figure's message"
+    assert "```{admonition} Take-home" in markdown and "{glue:text}`" in markdown.split("```{admonition} Take-home")[1]
+
+
+# ============================================================================ the rendered book
+@pytest.fixture(scope="module")
+def pages(smoke_html) -> dict[str, Path]:
+    """The chapter pages of the rendered smoke book, by notebook stem."""
+    return {c.path.stem: smoke_html / "notebooks" / f"{c.path.stem}.html" for c in CHAPTERS}
+
+
+def _article(page: Path):
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page.read_text(), "html.parser")
+    return soup.find("article") or soup.body
+
+
+def _prose(article) -> str:
+    """The page's prose: paragraphs, list items and captions, without code, outputs, tables or math.
+    Removes those parts from ``article`` (pass a freshly parsed page)."""
+    for hidden in article.select("div.cell, pre, table, .math, span.math, div.math, script, style"):
+        hidden.decompose()
+    return " ".join(" ".join(e.get_text(" ").split()) for e in article.find_all(["p", "li", "figcaption"]))
+
+
+#: Phrases that glued numbers made when a helper should have said it in words (issue 13).
+MISFIRES = {
+    r"\bat none\b(?! of)": "an empty list read as 'at none'",
+    r"\b(\d+) to \1 epochs\b": "a range whose ends are equal",
+    r"\bwithin 0\.0+ ": "a bound that rounds to zero",
+    r"\bp = 0\.000\b": "a p-value below the format's resolution",
+    r"\b(\d+(?:\.\d+)?) standard deviations for MP2RAGE and \1 for MP3RAGE \((?:more|fewer)": "a comparison of equal rounded numbers",
+    r"\d+ rows × \d+ columns": "a truncated table",
+    r"\bnone s\b": "a unit after 'none'",
+    r"\btook 0\.0+ ": "a duration that rounds to zero",
+}
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_glued_prose_reads_as_prose(pages):
+    from bs4 import BeautifulSoup
+
+    problems = []
+    for stem, page in pages.items():
+        prose = _prose(BeautifulSoup(page.read_text(), "html.parser").find("article"))
+        for pattern, why in MISFIRES.items():
+            for m in re.finditer(pattern, prose):
+                problems.append(f"{stem}: {why}: ...{prose[max(0, m.start() - 60):m.end() + 20]}...")
+        for m in re.finditer(r"(?<![\w.])-?\d+\.\d{5,}\b", prose):
+            problems.append(f"{stem}: raw float {m.group(0)}: ...{prose[max(0, m.start() - 60):m.end() + 10]}...")
+        soup = BeautifulSoup(page.read_text(), "html.parser")
+        for pasted in soup.select("span.pasted-text"):  # glued numbers (prose may name NaN in words)
+            if re.fullmatch(r"\s*[-+]?(?:nan|NaN|n/a|inf)\s*", pasted.get_text()):
+                problems.append(f"{stem}: a glued NaN: ...{pasted.parent.get_text(' ', strip=True)[:120]}...")
+        page_text = soup.get_text(" ")
+        if re.search(r"\d+ rows × \d+ columns", page_text):
+            problems.append(f"{stem}: a table is truncated")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_every_figure_is_numbered_captioned_and_described(pages):
+    problems = []
+    for stem, page in pages.items():
+        article = _article(page)
+        for img in article.find_all("img"):
+            figure = img.find_parent("figure")
+            where = f"{stem}: {img.get('src', '')[-40:]}"
+            if figure is None:
+                problems.append(f"{where}: an image outside a figure (no number, no caption)")
+                continue
+            caption = figure.find("figcaption")
+            if caption is None or not caption.find(class_="caption-number"):
+                problems.append(f"{where}: a figure without a numbered caption")
+            elif not re.match(r"Fig\. \d+", caption.find(class_="caption-number").get_text(strip=True)):
+                problems.append(f"{where}: caption number {caption.find(class_='caption-number').get_text()!r}")
+            alt = img.get("alt", "")
+            if len(alt) < 40 or "_images" in alt or alt.endswith((".png", ".svg")):
+                problems.append(f"{where}: alt text {alt!r} does not say what the figure shows")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_code_is_folded_by_default(pages):
+    problems = []
+    for stem, page in pages.items():
+        for cell in _article(page).select("div.cell"):
+            if cell.select_one("div.cell_input") is None:
+                continue
+            classes = cell.get("class", [])
+            if "tag_hide-input" not in classes:
+                problems.append(f"{stem}: code shown unfolded: {cell.get_text(' ', strip=True)[:80]!r}")
+            elif cell.find("details") is None:
+                problems.append(f"{stem}: hide-input cell without a toggle")
+        text = _article(page).get_text(" ")
+        if "check_parameters(globals())" in text:
+            problems.append(f"{stem}: the parameter plumbing is on the page")
+    assert not problems, "\n".join(problems)
+
+
+#: Measures, after the page and MathJax have rendered, every figure, image, table, equation and code block
+#: of the article that reaches beyond the viewport's right edge without an ancestor that scrolls sideways.
+LAYOUT_SCRIPT = """
+<script>
+function qt1LayoutReport() {
+  const width = document.documentElement.clientWidth;
+  const scrolls = (el) => {
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+      const o = getComputedStyle(a).overflowX;
+      if ((o === 'auto' || o === 'scroll') && a.getBoundingClientRect().right <= width + 1) return true;
+    }
+    return false;
+  };
+  const root = document.querySelector('article') || document.body;
+  const wide = [];
+  for (const el of root.querySelectorAll('img, figure, table, mjx-container, pre, div.math')) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > width + 1 && !scrolls(el)) {
+      wide.push({tag: el.tagName.toLowerCase(), cls: String(el.className || ''), right: Math.round(r.right),
+                 text: (el.getAttribute('alt') || el.textContent || '').slice(0, 60)});
+    }
+  }
+  const leaves = [];
+  if (document.documentElement.scrollWidth > width + 1) {  // what pushes the page sideways
+    for (const el of root.querySelectorAll('*')) {
+      const r = el.getBoundingClientRect();
+      if (el.children.length === 0 && r.width > 0 && r.right > width + 1 && !scrolls(el) && leaves.length < 5) {
+        leaves.push({tag: el.tagName.toLowerCase(), cls: String(el.className || ''), right: Math.round(r.right),
+                     text: (el.textContent || '').slice(0, 60)});
+      }
+    }
+  }
+  const out = document.createElement('pre');
+  out.id = 'qt1-layout-report';
+  out.textContent = JSON.stringify({width: width, pageWidth: document.documentElement.scrollWidth, wide: wide, leaves: leaves});
+  document.body.appendChild(out);
+}
+window.addEventListener('load', () => {
+  const ready = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
+  ready.then(() => setTimeout(qt1LayoutReport, 200));
+});
+</script>
+"""
+
+
+def layout_report(page: Path, width: int = PHONE_WIDTH) -> dict:
+    """Chromium's layout of ``page`` at ``width`` CSS pixels: the viewport, the page's scroll width and the
+    elements that overflow it without a scroll container (:data:`LAYOUT_SCRIPT`). The script runs in a copy of
+    the page next to it (same relative assets), removed afterwards."""
+    probe = page.with_name(f".{page.stem}.layout.html")
+    probe.write_text(page.read_text().replace("</body>", LAYOUT_SCRIPT + "</body>", 1))
+    try:
+        dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--window-size={width},2400", "--virtual-time-budget=20000",
+                              "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180).stdout
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="qt1-layout-report">(.*?)</pre>', dom, re.S)
+    assert found, f"{page.name}: the layout script did not report (Chromium output {len(dom)} characters)"
+    import html
+
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.book
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt: chromium-headless-shell)")
+def test_nothing_is_wider_than_a_phone_without_a_scroll_container(pages):
+    problems = []
+    for stem, page in pages.items():
+        report = layout_report(page)
+        assert report["width"] <= PHONE_WIDTH + 20, report["width"]  # the window really is a phone's width
+        for el in report["wide"]:
+            problems.append(f"{stem}: <{el['tag']} class={el['cls'][:40]!r}> reaches x = {el['right']} "
+                            f"> {report['width']} px: {el['text']!r}")
+        if report["pageWidth"] > report["width"] + 1:
+            pushed = "; ".join(f"<{el['tag']}> {el['text']!r} to x = {el['right']}" for el in report["leaves"])
+            problems.append(f"{stem}: the page scrolls sideways ({report['pageWidth']} px > {report['width']} px): {pushed}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt: chromium-headless-shell)")
+def test_layout_check_finds_what_overflows_and_spares_scroll_containers(tmp_path):
+    """The detector itself, on a page with one too-wide image and one too-wide table in a scroll container."""
+    page = tmp_path / "page.html"
+    page.write_text(
+        '<html><head><meta name="viewport" content="width=device-width"></head><body style="margin:0"><article>'
+        '<img alt="too wide" style="display:block;width:900px;height:10px">'
+        '<div style="overflow-x:auto"><table style="width:900px"><tr><td>scrolls</td></tr></table></div>'
+        '<img alt="fits" style="display:block;width:100px;height:10px">'
+        "</article></body></html>"
+    )
+    report = layout_report(page)
+    assert report["width"] == PHONE_WIDTH
+    assert [(el["tag"], el["text"]) for el in report["wide"]] == [("img", "too wide")]
+    assert report["pageWidth"] > PHONE_WIDTH
