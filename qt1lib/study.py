@@ -80,7 +80,7 @@ __all__ = [
 
 PROFILES = _config.PROFILES
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "_static")  # _static: the stylesheet (Jupyter Book adds its .css to every page)
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 #: Lock file of a build directory: one runner at a time (:func:`build_lock`).
 LOCK_NAME = ".qt1study.lock"

@@ -30,10 +30,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 @pytest.fixture(scope="module")
-def html(smoke_build) -> Path:
-    if smoke_build.errors:
-        pytest.fail(f"chapters failed, book not built: {sorted(smoke_build.errors)}")
-    return study.build_book(smoke_build.src, smoke_build.build_dir)
+def html(smoke_html) -> Path:
+    """The smoke book, rendered once per session (tests/conftest.py), shared with tests/test_book_layout.py."""
+    return smoke_html
 
 
 def _pages(html: Path) -> list[Path]:
