@@ -707,8 +707,8 @@ def _json_ready(value: Any) -> Any:
 #: (a second network cross-validation would add about as much as chapter 06's first to CI).
 #: ``ablations`` (chapter 06): two more network cross-validations (the T1 map alone, no input
 #: skip), trained by the ``smoke`` profile (the tests) and on request (``-p ablations True``);
-#: ``quick`` leaves them out to keep the study's CI run under its 45 minutes (they add about
-#: 6 minutes on 2 cores), ``paper`` because at width 64 they would take about 150 minutes.
+#: ``quick`` leaves them out to keep the study's CI run under its 45 minutes (each costs about
+#: as much as the network's own cross-validation), ``paper`` because at width 64 they would take about 150 minutes.
 CHAPTER_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
     "01_signal_models": {
         "smoke": {"n_t1": 60},
