@@ -203,7 +203,7 @@ def test_table_method_bad_input():
         model.fit(y, b1=1.0, b1_sd=0.05)
 
 
-def test_auto_takes_the_table_for_mp2rage_and_the_grid_otherwise():
+def test_auto_takes_the_table_for_mp2rage_and_the_quadratic_form_otherwise():
     """The default method: the table wherever it applies (two readouts, no B1 marginalisation)."""
     y, b1 = voxels(200, seed=23, b1_range=(0.8, 1.2))
     model = ExactMAPModel(SEED_7T_MP2RAGE, SIGMA)
@@ -211,10 +211,11 @@ def test_auto_takes_the_table_for_mp2rage_and_the_grid_otherwise():
     model.fit(y, b1=b1)
     assert model.fit_info["table"] > 0.95 * y.shape[1]
     model.fit(y, b1=b1, b1_sd=0.02)
-    assert model.fit_info["table"] == 0 and model.fit_info["grid"] == y.shape[1]
+    assert model.fit_info["table"] == 0 and model.fit_info["quadratic"] > 0
+    assert model.fit_info["quadratic"] + model.fit_info["grid"] == y.shape[1]
     mp3 = ExactMAPModel(SEED_7T_MP3RAGE, SIGMA)
     mp3.fit(np.concatenate([y, y[:1]]), b1=b1)
-    assert mp3.fit_info["table"] == 0
+    assert mp3.fit_info["table"] == 0 and mp3.fit_info["quadratic"] > 0
 
 
 def test_tables_are_read_back_from_the_store(tmp_path):

@@ -50,9 +50,10 @@ class ExactMAPEstimator(T1Estimator):
     scale_prior : {"flat", "jeffreys"}
         Prior of the complex scale (default ``"jeffreys"``: its MAP is the true T1 for noise-free
         data; the flat prior shifts it by O(sigma^2); :class:`~qt1lib.estimate.map.ExactMAPModel`).
-    evaluation : {"auto", "grid", "table"}
+    evaluation : {"auto", "grid", "table", "quadratic"}
         Evaluation of the posterior, the model's ``method`` (default ``"auto"``: the sufficient-statistic table for
-        MP2RAGE, the grid evaluation otherwise; :class:`~qt1lib.estimate.map.ExactMAPModel`).
+        MP2RAGE without B1 marginalisation, the quadratic-form evaluation otherwise;
+        :class:`~qt1lib.estimate.map.ExactMAPModel`).
     store : object, optional
         Content-addressed store of the posterior tables (:class:`~qt1lib.estimate.map.ExactMAPModel`);
         does not change the output.
