@@ -172,7 +172,10 @@ def test_b1_aware_estimators_give_nan_where_b1_is_not_measured(reference, name):
     partial = estimator.fit(gre, b1=np.where(holes, np.nan, b1))
     for got, want in ((partial.map, full.map), (partial.std, full.std)):
         assert np.isnan(got[holes]).all()
-        np.testing.assert_array_equal(got[~holes], want[~holes])
+        # the same numbers, up to floating point: the exact MAP's matrix products (quadratic-form
+        # evaluation) round differently with other voxels in a chunk, and the MAP of a flat
+        # posterior moves by about the square root of that rounding
+        np.testing.assert_allclose(got[~holes], want[~holes], rtol=1e-6)
     assert not partial.valid[holes].any() and np.isfinite(full.map).all()
 
 

@@ -109,3 +109,18 @@ def test_auto_uses_the_quadratic_form_for_mp3rage_and_keeps_nan_voxels_nan():
 def test_table_method_still_rejects_three_readouts():
     with pytest.raises(ValueError, match="two used readouts"):
         ExactMAPModel(SEED_7T_MP3RAGE, SIGMA, method="table")
+
+
+def test_gaussian_b1_marginalisation_matches_a_fine_quadrature_at_the_seed_noise():
+    """Chapter 08's volume (sigma 0.005): the Gaussian B1 integral against 41 Gauss-Hermite nodes."""
+    from qt1lib.estimate.timing import simulate_volume
+
+    volume = simulate_volume(400, seed=5)
+    kwargs = {"b1": volume["b1"], "b1_sd": 0.02}
+    model = ExactMAPModel(SEED_7T_MP3RAGE, SIGMA, method="quadratic")
+    fast = model.fit(volume["gre"], **kwargs)
+    assert model.fit_info["quadratic"] == 400
+    fine = ExactMAPModel(SEED_7T_MP3RAGE, SIGMA, method="grid").fit(volume["gre"], n_b1_quadrature=41, **kwargs)
+    assert np.max(np.abs(fast.map - fine.map)) < 1e-3
+    assert np.max(np.abs(fast.std - fine.std) / fine.std) < 0.01
+    assert np.max(np.abs(fast.mean - fine.mean) / fine.std) < 0.01

@@ -982,7 +982,7 @@ class ExactMAPModel:
             sel = todo[begin : begin + QUADRATIC_CHUNK]
             b1_chunk = b1[sel] if with_b1 else np.ones(len(sel))
             positions = [self._b1_position(table, b1_chunk + off) for off in offsets]
-            t1_map, mean, std, proj_max, left = evaluator.fit(y[sel], positions, log_weights)
+            t1_map, mean, std, proj_max, left = evaluator.fit(y[sel], positions, log_weights, b1_chunk, b1_sd)
             done, keep = sel[~left], ~left
             out["map"][done], out["mean"][done], out["std"][done] = t1_map[keep], mean[keep], std[keep]
             if limit is None:

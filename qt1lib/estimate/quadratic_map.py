@@ -47,7 +47,7 @@ estimator's ``method="quadratic"`` and its ``"auto"`` choice wherever the poster
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, reduce
 
 import numpy as np
 
@@ -61,6 +61,11 @@ QUADRATIC_CHUNK = 16384
 _WIDE_DEGREE = 6
 #: Newton iterations of the MAP searches.
 _NEWTON_STEPS = 5
+#: Gaussian B1 marginalisation: accepted where the cubic term of the log-likelihood in B1 changes it
+#: by at most ``LAPLACE_CUBIC`` over the integrand's support (module docstring); else Gauss-Hermite.
+LAPLACE_CUBIC = 0.02
+#: That bound is checked at the coarse maximum and this many coarse nodes on either side (+-0.29 in log T1).
+_CHECK_REACH = 4
 #: The narrow window: ``2 * _WINDOW_HALF + 1`` dense nodes, the dense stride nearest to
 #: ``_WINDOW_STEP`` posterior stds (a spacing of at most 0.8 std for a std of at least 1.25 dense
 #: steps: the trapezoidal rule's error on a Gaussian is then below 1e-13), over at least +-8 stds.
@@ -69,7 +74,7 @@ _WINDOW_HALF, _WINDOW_STEP = 16, 0.5
 #: maximum) is integrated over the ``END_STEPS`` coarse steps next to that end on ``END_REFINE``
 #: times finer nodes (Gregory's rule on both parts), and its MAP searched there if it lies there:
 #: the coarse rule alone is 1-3 % wrong in the std of a posterior that peaks at the prior end.
-END_DROP, END_STEPS, END_REFINE = -12.0, 8, 4
+END_DROP, END_STEPS, END_REFINE = -12.0, 8, 2
 
 
 @dataclass(frozen=True)
@@ -258,6 +263,70 @@ class QuadraticEvaluator:
         """Log-likelihood on the coarse nodes, (m, n_coarse), per B1 quadrature node."""
         return self._products(self.coarse, mvec, positions)
 
+    def _b1_expansion(self, b1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows and weights of the cubic in B1 through the 4 B1 nodes about each voxel's ``b1``.
+
+        Returns the first of the 4 rows (m,), the weights (4 derivative orders, 4 rows, m) of
+        the value and of the first three derivatives in B1 at ``b1``, and whether the 4 rows exist.
+        """
+        nodes = self.dictionary.b1
+        step = nodes[1] - nodes[0]
+        j = np.floor((b1 - nodes[0]) / step).astype(np.int64)
+        inside = (j >= 1) & (j + 2 <= len(nodes) - 1)
+        j = np.clip(j, 1, len(nodes) - 3)
+        x = (b1 - nodes[j]) / step  # in [0, 1) between rows j and j + 1
+        inverse = np.linalg.inv(np.vander(np.arange(-1.0, 3.0), 4, increasing=True))  # monomial coefficients
+        powers = np.stack([np.ones_like(x), x, x**2, x**3])
+        derivative = [powers, np.stack([0 * x, np.ones_like(x), 2 * x, 3 * x**2]),
+                      np.stack([0 * x, 0 * x, 2 * np.ones_like(x), 6 * x]), np.stack([0 * x, 0 * x, 0 * x, 6 * np.ones_like(x)])]
+        weights = np.stack([np.einsum("im,ir->rm", derivative[order], inverse) / step**order for order in range(4)])
+        return j - 1, weights, inside
+
+    def _laplace(self, table: np.ndarray, mvec: np.ndarray, first: np.ndarray, weights: np.ndarray, sd: float,
+                 check: bool = True):
+        """The log-likelihood averaged over B1 ~ N(b1, sd^2), Gaussian in B1, on fixed nodes.
+
+        With ``l(b1 + d) = a0 + a1 d + a2 d^2 / 2`` (the cubic through 4 B1 nodes about ``b1`` gives
+        the ``a``), ``log int exp(l) N(d; 0, sd^2) dd = a0 + a1^2 sd^2 / (2 D) - log(D) / 2`` with
+        ``D = 1 - a2 sd^2`` (a Gaussian integral; the Laplace method, Tierney & Kadane 1986,
+        J. Am. Stat. Assoc. 81:82, exact for a quadratic ``l``). Returns it, the data term (the prior
+        column removed) at ``b1``, and (``check``) the bound ``|a3| r^3 / 6`` of the cubic term over
+        ``r = |d*| + 3 sd / sqrt(D)``, the integrand's peak ``d* = a1 sd^2 / D`` plus three of its
+        stds (``inf`` where ``D <= 0``). The voxels must be sorted by B1 (``first`` non-decreasing).
+        """
+        m, n_nodes = mvec.shape[0], table.shape[-1]
+        n_cols = table.shape[1]
+        orders = 4 if check else 3
+        # a_k = sum_r W_kr (mvec @ table[first + r]) = X_k @ [table[first]; ...; table[first + 3]] with
+        # X_k = (W_kr mvec_p) over (r, p): one matrix product per B1 row of the chunk
+        x = (weights[:orders].transpose(2, 0, 1)[:, :, :, None] * mvec[:, None, None, :]).reshape(m, orders, 4 * n_cols)
+        a = np.empty((m, orders, n_nodes))
+        prior = np.empty((m, n_nodes))
+        if np.any(np.diff(first) < 0):
+            raise ValueError("the voxels of a chunk must be sorted by B1")
+        starts = np.flatnonzero(np.diff(first, prepend=first[0] - 1))
+        for begin, end in zip(starts, list(starts[1:]) + [m]):  # loop over the B1 rows of the chunk (contiguous)
+            jj = first[begin]
+            rows = table[jj : jj + 4]
+            a[begin:end] = (x[begin:end].reshape(-1, 4 * n_cols) @ rows.reshape(4 * n_cols, n_nodes)).reshape(
+                end - begin, orders, n_nodes)
+            prior[begin:end] = weights[0][:, begin:end].T @ rows[:, -1]
+        s2 = sd * sd
+        spread = 1.0 - a[:, 2] * s2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = a[:, 0] + a[:, 1] ** 2 * (s2 / 2) / spread - 0.5 * np.log(spread)
+        if not check:
+            return ll, a[:, 0] - prior, None
+        # the cubic term's bound at the maximum and CHECK_REACH nodes on either side of it (where
+        # the posterior's mass lies: a wide posterior's std is at least one coarse step)
+        rows = np.arange(m)[:, None]
+        near = np.clip(np.argmax(ll, axis=1)[:, None] + np.array([-_CHECK_REACH, 0, _CHECK_REACH]), 0, n_nodes - 1)
+        a1, a3, sp = a[rows, 1, near], a[rows, 3, near], spread[rows, near]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reach = np.abs(a1) * s2 / sp + 3 * sd / np.sqrt(sp)
+        cubic = np.where(sp > 0, np.abs(a3) * reach**3 / 6, np.inf)
+        return ll, a[:, 0] - prior, cubic.max(axis=1)
+
     def _dense(self, mvec, idx, positions, derivatives: bool):
         """Log-likelihood (and slope, curvature) at dense nodes ``idx`` (m, k), per quadrature node."""
         d = self.dictionary
@@ -326,7 +395,8 @@ class QuadraticEvaluator:
         return first + (centre + candidates[best, rows]) * step, values[best, rows]
 
     # ------------------------------------------------------------ fit
-    def fit(self, y: np.ndarray, positions, log_weights) -> tuple[np.ndarray, ...]:
+    def fit(self, y: np.ndarray, positions, log_weights, b1: np.ndarray | None = None,
+            b1_sd: float = 0.0) -> tuple[np.ndarray, ...]:
         """Posterior summaries of one chunk of voxels.
 
         Parameters
@@ -337,6 +407,10 @@ class QuadraticEvaluator:
             Per B1 quadrature node, the lower B1 node index and weight of each voxel.
         log_weights : ndarray
             Log weights of the quadrature nodes.
+        b1, b1_sd : ndarray (m,) and float, optional
+            With ``b1_sd > 0``: the Gaussian B1 marginalisation (:meth:`_laplace`) where its cubic
+            term is below ``LAPLACE_CUBIC`` at and about the coarse maximum, the
+            Gauss-Hermite quadrature of ``positions`` elsewhere.
 
         Returns
         -------
@@ -347,20 +421,52 @@ class QuadraticEvaluator:
         rest : ndarray of bool, shape (m,)
             Voxels left to the grid evaluation.
         """
+        mvec = data_products(y, self.model.sigma)
+        if not (b1_sd > 0 and b1 is not None and len(self.dictionary.b1) >= 4):
+            ll, data = self._quadrature_coarse(mvec, positions, log_weights)
+            return self._summaries(mvec, ll, data, positions, log_weights, None, 0.0)
+        first, b1_weights, inside = self._b1_expansion(b1)
+        ll, data, cubic = self._laplace(self.coarse, mvec, first, b1_weights, b1_sd)
+        accepted = inside & (cubic <= LAPLACE_CUBIC) & np.all(np.isfinite(ll), axis=1)
+        ours, other = np.nonzero(accepted)[0], np.nonzero(~accepted)[0]
+        mine = self._summaries(mvec[ours], ll[ours], data[ours], [(j[ours], w[ours]) for j, w in positions],
+                               log_weights, (first[ours], b1_weights[:, :, ours]), b1_sd)
+        if not other.size:
+            return mine
+        pos = [(j[other], w[other]) for j, w in positions]  # the others by Gauss-Hermite quadrature
+        theirs = self._summaries(mvec[other], *self._quadrature_coarse(mvec[other], pos, log_weights), pos, log_weights,
+                                 None, 0.0)
+        out = tuple(np.empty(len(accepted), dtype=r.dtype) for r in mine)
+        for target, own, their in zip(out, mine, theirs):  # loop over the five outputs
+            target[ours], target[other] = own, their
+        return out
+
+    def _quadrature_coarse(self, mvec, positions, log_weights) -> tuple[np.ndarray, np.ndarray]:
+        """Coarse log posterior (Gauss-Hermite over B1 if several nodes) and the largest data term per node."""
+        coarse = self._coarse(mvec, positions)
+        ll, _ = self._combine(coarse, log_weights)
+        prior = self.coarse[:, -1]  # (n_b1, n_coarse): the prior column
+        if self.model.scale_prior != "flat":
+            return ll, reduce(np.maximum, coarse)
+        if len(self.dictionary.b1) == 1:
+            return ll, coarse[0] - prior[0]
+        data = [c - prior[j] - w[:, None] * (prior[j + 1] - prior[j]) for c, (j, w) in zip(coarse, positions)]
+        return ll, reduce(np.maximum, data)
+
+    def _summaries(self, mvec, ll, data, positions, log_weights, laplace, b1_sd) -> tuple[np.ndarray, ...]:
+        """Steps 2-4 of the module docstring from the coarse log posterior ``ll`` (see :meth:`fit`)."""
         model, d = self.model, self.dictionary
-        m = y.shape[0]
+        m = mvec.shape[0]
         rows = np.arange(m)
         du, h, nc = self.du_c, self.h, self.n_c
         two_s2 = 2 * model.sigma**2
-        mvec = data_products(y, model.sigma)
         t1_map, mean, std, proj_max = (np.full(m, np.nan) for _ in range(4))
         rest = np.zeros(m, dtype=bool)
-
-        # 1. coarse pass
-        coarse = self._coarse(mvec, positions)
-        ll, _ = self._combine(coarse, log_weights)
+        if m == 0:
+            return t1_map, mean, std, proj_max, rest
         k = np.argmax(ll, axis=1)
         top = ll[rows, k]
+        data_top = data[rows, k]
         density = np.exp(ll - top[:, None])
         mom = density @ self._all_weights  # the coarse moments, then those of the cut cases
         z = mom[:, 0]
@@ -373,13 +479,6 @@ class QuadraticEvaluator:
         lm, l0, lp = ll[rows, kk - 1], ll[rows, kk], ll[rows, kk + 1]
         sharp = (lp - 2 * l0 + lm) < -1.0 / model.narrow_steps**2
         narrow = sharp | (np.sqrt(np.maximum(mom[:, 4] / z - mu**2, 0.0)) < model.narrow_steps * du)
-        # the largest data projection on the coarse nodes (the prior column removed)
-        prior = self.coarse[:, -1]  # (n_b1, n_coarse)
-        if len(d.b1) == 1:
-            data_top = coarse[0][rows, k] - prior[0, k]
-        else:
-            data_top = np.max([c[rows, k] - prior[j, k] - w * (prior[j + 1, k] - prior[j, k])
-                               for c, (j, w) in zip(coarse, positions)], axis=0)
 
         # 2. wide posteriors: coarse moments, MAP on the degree-6 polynomial through 7 coarse nodes
         wide = np.nonzero(~narrow)[0]
@@ -401,8 +500,12 @@ class QuadraticEvaluator:
                     sums = mom[vox, 5 + 3 * (c - 1) : 8 + 3 * (c - 1)]
                     for side in (0, 1):  # lower, upper end
                         if c & (1 << side):
-                            pos = [(j[vox], w[vox]) for j, w in positions]
-                            lle, _ = self._combine(self._products(self._end_tables[side], mvec[vox], pos), log_weights)
+                            if laplace is None:
+                                pos = [(j[vox], w[vox]) for j, w in positions]
+                                lle, _ = self._combine(self._products(self._end_tables[side], mvec[vox], pos), log_weights)
+                            else:
+                                lle, _, _ = self._laplace(self._end_tables[side], mvec[vox], laplace[0][vox],
+                                                          laplace[1][:, :, vox], b1_sd, check=False)
                             sums += np.exp(lle - top[vox, None]) @ self._end_weights[side]
                             # a maximum within the end segment: the MAP on its finer nodes
                             near = (kw[sel] <= END_STEPS) if side == 0 else (kw[sel] >= nc - 1 - END_STEPS)
