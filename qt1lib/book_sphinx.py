@@ -17,14 +17,24 @@ shows the same bytes. The landing page shows the chapters' key figures, so this 
 a ``figure`` node (numbered like any other, ``numfig``) with the caption, and a post-transform that
 reads the glued figure from MyST-NB's glue cache of that page (``<docname>.glue.json``), writes it
 into the site's ``_images/`` (SVG preferred, then PNG, JPEG) and puts an image with the alt text in
-the figure. A missing page, key or image is a warning (an error under ``-W``). Registered in
-``_config.yml`` (``sphinx.extra_extensions``).
+the figure. A missing page, key or image is a warning (an error under ``-W``).
+
+It also serves plotly.js from the book itself, for the interactive figures of
+:mod:`qt1lib.interactive`, whose HTML leaves plotly.js out: every page whose body holds a Plotly
+figure (a ``<div class="plotly-graph-div">``) loads :data:`PLOTLY_JS` from the site's ``_static``
+(relative to the page, before the figure's own script runs), and the build writes that one file from
+the installed plotly package. No page asks a CDN for plotly.js, and the book reads offline. A page with
+a figure and no plotly package to serve it is a warning.
+
+Registered in ``_config.yml`` (``sphinx.extra_extensions``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import tempfile
 from binascii import a2b_base64
 from pathlib import Path
 
@@ -35,11 +45,16 @@ from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-__all__ = ["PastedFigure", "ResolvePastedFigures", "setup"]
+__all__ = ["PLOTLY_JS", "PLOTLY_DIV_CLASS", "PastedFigure", "ResolvePastedFigures", "load_plotly_where_needed",
+           "write_plotly_js", "setup"]
 
 LOGGER = logging.getLogger(__name__)
 #: Image types a pasted figure takes, in order of preference: (MIME type, file extension, base64-encoded).
 IMAGE_TYPES = (("image/svg+xml", ".svg", False), ("image/png", ".png", True), ("image/jpeg", ".jpeg", True))
+#: Where the site serves plotly.js, relative to its ``_static`` folder.
+PLOTLY_JS = "plotly/plotly.min.js"
+#: Class of the ``<div>`` that Plotly's ``to_html`` draws a figure in: a page holding one loads :data:`PLOTLY_JS`.
+PLOTLY_DIV_CLASS = "plotly-graph-div"
 
 
 class pasted_image(nodes.General, nodes.Element):  # noqa: N801 - docutils node naming
@@ -117,8 +132,45 @@ class ResolvePastedFigures(SphinxPostTransform):
             node.replace_self(nodes.image(uri=Path(uri).as_posix(), alt=node["alt"], candidates={"*": uri}))
 
 
+def _plotly_js() -> str | None:
+    """plotly.js of the installed plotly package (the version its figures are written for), or None."""
+    try:
+        from plotly.offline import get_plotlyjs
+    except ImportError:
+        return None
+    return get_plotlyjs()
+
+
+def load_plotly_where_needed(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """``html-page-context``: a page whose body holds a Plotly figure loads the site's :data:`PLOTLY_JS`."""
+    if f'class="{PLOTLY_DIV_CLASS}"' not in context.get("body", ""):
+        return
+    if importlib.util.find_spec("plotly") is None:
+        LOGGER.warning(f"{pagename}: the page shows a Plotly figure, but plotly is not installed to serve plotly.js")
+        return
+    app.add_js_file(PLOTLY_JS)
+
+
+def write_plotly_js(app: Sphinx, exception: Exception | None) -> None:
+    """``build-finished``: write plotly.js to ``_static/`` + :data:`PLOTLY_JS` (atomically: a temporary file,
+    then a rename), for the pages of :func:`load_plotly_where_needed`."""
+    if exception is not None or app.builder is None or app.builder.format != "html":
+        return
+    script = _plotly_js()
+    if script is None:
+        return
+    target = Path(app.builder.outdir) / "_static" / PLOTLY_JS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(script)
+    os.chmod(tmp.name, 0o644)  # readable by the web server, like the rest of the site
+    os.replace(tmp.name, target)
+
+
 def setup(app: Sphinx) -> dict:
     app.add_node(pasted_image)
     app.add_directive("pasted-figure", PastedFigure)
     app.add_post_transform(ResolvePastedFigures)
+    app.connect("html-page-context", load_plotly_where_needed)
+    app.connect("build-finished", write_plotly_js)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

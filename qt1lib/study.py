@@ -20,8 +20,9 @@ records how long each one took, and runs ``jupyter-book build`` with warnings tr
 offer for download, carry no path of the build machine (:func:`make_portable`); the build report
 records the commit, the package versions, the profile, the seed and the machine
 (:func:`write_timings`); the landing page's "How to cite" is rendered from ``CITATION.cff``
-(:func:`write_citation`); and every page loads one MathJax component (:data:`MATHJAX_COMPONENT`). One runner at a time may use a build
-directory (a lock file, ``.qt1study.lock``, held with ``fcntl.flock``).
+(:func:`write_citation`); every page loads one MathJax component (:data:`MATHJAX_COMPONENT`), and a page
+with an interactive figure the book's one copy of plotly.js (:mod:`qt1lib.book_sphinx`). One runner at a
+time may use a build directory (a lock file, ``.qt1study.lock``, held with ``fcntl.flock``).
 
 Usage::
 
@@ -437,7 +438,7 @@ def execute_chapter(
 
 
 #: Distributions whose versions the build report lists (importlib.metadata names).
-REPORT_PACKAGES = ("numpy", "scipy", "pandas", "torch", "antspyx", "nibabel", "statsmodels", "matplotlib",
+REPORT_PACKAGES = ("numpy", "scipy", "pandas", "torch", "antspyx", "nibabel", "statsmodels", "matplotlib", "plotly",
                    "papermill", "jupyter-book", "myst-nb", "sphinx")
 #: The chapters that a two-hour lab on a laptop CPU runs live; the others are read from a precomputed build.
 LAB_LIVE = ("01", "02", "03")

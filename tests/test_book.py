@@ -5,7 +5,8 @@ glue key, figure or reference fails). Each page is then opened in headless Chrom
 rendered DOM is checked for tracebacks, unresolved glue keys and broken images. The book's frame is
 checked on the same build: one MathJax component per page, the citation and the results at a glance on
 the landing page, downloads without the build's paths, the build report's provenance and the teaching
-page's lab times.
+page's lab times, and the interactive figures: captioned, served one local plotly.js, and no page asks
+a CDN for anything.
 """
 
 import json
@@ -19,7 +20,7 @@ from urllib.parse import unquote, urlparse
 import nbformat
 import pytest
 
-from qt1lib import study
+from qt1lib import book_sphinx, study
 from qt1lib.stats import SEED_RMSE
 
 pytestmark = [pytest.mark.book, pytest.mark.slow]
@@ -232,3 +233,69 @@ def test_landing_page_shows_the_results_at_a_glance(html):
     assert "Take-home" in text and "Beyond the seed" in text
     assert intro.count('class="pasted-text"') >= 8, "the take-home numbers are glued"
     assert 'href="https://doi.org/10.1016/j.mri.2025.110322"' in intro
+
+
+#: The interactive figures (qt1lib.interactive) by page, and a static figure that stays beside each one
+#: (for print and readers without JavaScript).
+INTERACTIVE = {"notebooks/01_signal_models.html": ("fig-01-uni-explorer", "fig-01-uni-b1"),
+               "notebooks/03_ir_reference_and_mt.html": ("fig-03-mt-explorer", "fig-03-bias-psr")}
+#: A tag that makes the browser fetch from another host: scripts, images, frames, media and linked resources.
+REMOTE_RESOURCE = re.compile(r'<(?:script|img|iframe|source|embed|audio|video)\b[^>]*?\bsrc="((?:https?:)?//[^"]*)"'
+                             r'|<link\b[^>]*?\bhref="((?:https?:)?//[^"]*)"', re.IGNORECASE)
+
+
+def _figure(text: str, name: str) -> str:
+    """The HTML of the ``<figure>`` whose id is ``name`` (figures do not nest)."""
+    found = re.search(r'<figure[^>]*\bid="' + re.escape(name) + r'".*?</figure>', text, re.S)
+    assert found, f"no figure {name}"
+    return found.group(0)
+
+
+def test_interactive_figures_are_captioned_and_served_the_books_plotly(html):
+    from plotly.offline import get_plotlyjs
+
+    served = html / "_static" / book_sphinx.PLOTLY_JS
+    assert served.is_file() and served.read_text() == get_plotlyjs()
+    problems = []
+    for name, text in _html_pages(html):
+        scripts = [src for src in re.findall(r'<script[^>]*\bsrc="([^"]+)"', text) if "plotly" in src.lower()]
+        if name not in INTERACTIVE:
+            if scripts or book_sphinx.PLOTLY_DIV_CLASS in text:
+                problems.append(f"{name}: loads plotly.js without an interactive figure: {scripts}")
+            continue
+        interactive, static = INTERACTIVE[name]
+        figure = _figure(text, interactive)
+        plotly_div = f'class="{book_sphinx.PLOTLY_DIV_CLASS}"'
+        if figure.count(plotly_div) != 1 or text.count(plotly_div) != 1:
+            problems.append(f"{name}: expected one Plotly figure, in figure {interactive}")
+        if not re.search(r'class="caption-number">Fig\. \d+', figure):
+            problems.append(f"{name}: the interactive figure has no numbered caption")
+        if "<img" not in _figure(text, static):
+            problems.append(f"{name}: the static figure {static} is gone")
+        if len(scripts) != 1 or "://" in scripts[0]:
+            problems.append(f"{name}: plotly scripts {scripts}, expected one local copy")
+        elif (html / name).parent.joinpath(unquote(urlparse(scripts[0]).path)).resolve() != served.resolve():
+            problems.append(f"{name}: loads {scripts[0]}, not the book's {book_sphinx.PLOTLY_JS}")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_page_fetches_anything_from_another_host(html):
+    """The book reads offline: no script, stylesheet, image or frame comes from another host, and no inline
+    script points at a CDN (links for the reader to follow are fine). MathJax's CDN is the documented
+    fallback of an environment without its own copy (``make`` installs one). sphinx-thebe's
+    ``THEBE_JS_URL`` is fetched only when a reader launches Thebe, which ``_config.yml`` turns off
+    (``launch_buttons.thebe: false``), so no page offers it."""
+    allowed = set()
+    if not (Path(sys.prefix) / "share" / "mathjax" / "es5" / study.MATHJAX_COMPONENT).is_file():
+        import yaml
+
+        allowed.add(yaml.safe_load((study.REPO_ROOT / "_config.yml").read_text())["sphinx"]["config"]["mathjax_path"])
+    problems = []
+    for name, text in _html_pages(html):
+        problems += [f"{name}: fetches {url}" for url in (a or b for a, b in REMOTE_RESOURCE.findall(text))
+                     if url.split("?")[0] not in allowed]
+        for script in re.findall(r"<script\b[^>]*>(.*?)</script>", text, re.S):
+            script = re.sub(r'\bTHEBE_JS_URL = "[^"]*"', "", script)
+            problems += [f"{name}: a script points at {url}" for url in
+                         re.findall(r"https?://[^\s\"']*(?:cdn|plot\.ly|jsdelivr|unpkg)[^\s\"']*", script)]
+    assert not problems, "\n".join(problems)

@@ -6,7 +6,9 @@ the chapters' sources. The slow tests read the rendered smoke book (``smoke_html
 session from the smoke execution of every chapter): the phrases that glued numbers used to produce
 ("at none s", "20 to 20 epochs", "p = 0.000", "within 0.0 µs"), raw long floats and NaN in prose,
 figures without number, caption or alt text, code cells that are not folded, and, in headless Chromium
-at 390 px, figures, tables and equations wider than the page without a scroll container.
+at 390 px, figures, tables and equations wider than the page without a scroll container. The interactive
+figures (:mod:`qt1lib.interactive`) are opened offline at 1280 and 390 px: they draw, fit the page, load
+nothing from another host, and their sliders swap in the curves of the grid point they select.
 """
 
 from __future__ import annotations
@@ -366,3 +368,107 @@ def test_layout_check_finds_what_overflows_and_spares_scroll_containers(tmp_path
     assert report["width"] == PHONE_WIDTH
     assert [(el["tag"], el["text"]) for el in report["wide"]] == [("img", "too wide")]
     assert report["pageWidth"] > PHONE_WIDTH
+
+
+#: Pages with an interactive figure (qt1lib.interactive), by notebook stem.
+INTERACTIVE_PAGES = ("01_signal_models", "03_ir_reference_and_mt")
+#: Chromium without a network: a page that needed one would not draw its figure.
+OFFLINE_FLAGS = ["--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"]
+
+#: After load, for every Plotly figure of the page: its size, then each slider moved (a press on its rail
+#: at another step, as a reader's click) and the curves it then shows.
+PLOTLY_SCRIPT = """
+<script>
+function qt1PlotlyReport() {
+  const figures = [];
+  for (const gd of document.querySelectorAll('.plotly-graph-div')) {
+    const box = gd.getBoundingClientRect();
+    const sliders = (gd.layout && gd.layout.sliders) || [];
+    const before = gd.data.map((d) => Array.from(d.y || []));
+    const groups = gd.querySelectorAll('.slider-group');
+    const targets = sliders.map((slider) => (slider.active === 0 ? slider.steps.length - 1 : 0));
+    targets.forEach((target, k) => {
+      const tick = groups[k].querySelectorAll('rect.slider-tick-rect')[target].getBoundingClientRect();
+      const rail = groups[k].querySelector('rect.slider-rail-touch-rect');
+      const r = rail.getBoundingClientRect();
+      const at = {bubbles: true, cancelable: true, view: window, clientX: tick.left + tick.width / 2, clientY: r.top + r.height / 2};
+      rail.dispatchEvent(new MouseEvent('mousedown', at));
+      gd.dispatchEvent(new MouseEvent('mouseup', at));
+    });
+    figures.push({id: gd.id, svg: gd.querySelectorAll('svg.main-svg').length, right: Math.round(box.right),
+                  height: Math.round(box.height), targets: targets, active: sliders.map((s) => s.active),
+                  before: before, after: gd.data.map((d) => Array.from(d.y || [])),
+                  grid: (gd.layout.meta || {}).qt1_grid || null});
+  }
+  const out = document.createElement('pre');
+  out.id = 'qt1-plotly-report';
+  out.textContent = JSON.stringify({width: document.documentElement.clientWidth, pageWidth: document.documentElement.scrollWidth,
+    plotly: typeof Plotly, figures: figures});
+  document.body.appendChild(out);
+}
+window.addEventListener('load', () => setTimeout(qt1PlotlyReport, 500));
+</script>
+"""
+
+
+def plotly_report(page: Path, width: int, netlog: Path) -> dict:
+    """What :data:`PLOTLY_SCRIPT` reports of ``page`` in Chromium at ``width`` CSS pixels, offline (a copy of
+    the page next to it, removed afterwards), and under ``"requests"`` every URL that Chromium's network log
+    (``netlog``, a file it writes) shows it asked for: requests to other hosts, never ``file:``."""
+    import html
+
+    probe = page.with_name(f".{page.stem}.plotly.html")
+    probe.write_text(page.read_text().replace("</body>", PLOTLY_SCRIPT + "</body>", 1))
+    try:
+        dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, *OFFLINE_FLAGS, f"--log-net-log={netlog}",
+                              f"--window-size={width},1600", "--virtual-time-budget=20000", "--dump-dom", probe.as_uri()],
+                             capture_output=True, text=True, timeout=180).stdout
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="qt1-plotly-report"[^>]*>(.*?)</pre>', dom, re.S)  # the theme adds a tabindex
+    assert found, f"{page.name}: the Plotly script did not report (Chromium output {len(dom)} characters)"
+    report = json.loads(html.unescape(found.group(1)))
+    report["requests"] = sorted(set(re.findall(r'"url":\s*"([^"]+)"', netlog.read_text()))) if netlog.is_file() else []
+    return report
+
+
+@pytest.mark.book
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt: chromium-headless-shell)")
+@pytest.mark.parametrize("width", [1280, PHONE_WIDTH])
+def test_interactive_figures_draw_offline_fit_and_follow_their_sliders(pages, width, tmp_path):
+    problems = []
+    for stem in INTERACTIVE_PAGES:
+        report = plotly_report(pages[stem], width, tmp_path / f"{stem}-{width}.netlog.json")
+        if report["requests"]:
+            problems.append(f"{stem}: asked another host for {report['requests'][:3]}")
+        if report["plotly"] != "object" or len(report["figures"]) != 1:
+            problems.append(f"{stem}: plotly.js {report['plotly']}, {len(report['figures'])} figures (expected one)")
+            continue
+        fig = report["figures"][0]
+        if fig["svg"] < 1 or fig["height"] < 300:
+            problems.append(f"{stem}: the figure did not draw ({fig['svg']} svg, {fig['height']} px high)")
+        if fig["right"] > report["width"] + 1 or report["pageWidth"] > report["width"] + 1:
+            problems.append(f"{stem}: the figure reaches x = {fig['right']}, the page {report['pageWidth']} px, "
+                            f"wider than the {report['width']} px window")
+        grid = fig["grid"]
+        if grid is None or len(grid["shape"]) != len(fig["targets"]) or fig["active"] != fig["targets"]:
+            problems.append(f"{stem}: sliders at {fig['active']} after moving them to {fig['targets']}")
+            continue
+        shown = grid["y"][int(np.ravel_multi_index(fig["active"], grid["shape"]))]
+        if [fig["after"][t] for t in grid["traces"]] != shown:
+            problems.append(f"{stem}: after the sliders moved, the curves are not those of grid point {fig['active']}")
+        if all(fig["after"][t] == fig["before"][t] for t in grid["traces"]):
+            problems.append(f"{stem}: moving the sliders changed no curve")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt: chromium-headless-shell)")
+def test_plotly_check_sees_a_request_to_another_host(tmp_path):
+    """The detector itself: a page that asks a CDN for an image shows in the network log, and without
+    plotly.js the report finds no figure."""
+    page = tmp_path / "page.html"
+    page.write_text('<html><body><img src="https://cdn.example.org/plot.png" alt="remote"></body></html>')
+    report = plotly_report(page, PHONE_WIDTH, tmp_path / "netlog.json")
+    assert report["requests"] == ["https://cdn.example.org/plot.png"]
+    assert report["plotly"] == "undefined" and report["figures"] == []

@@ -10,8 +10,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "qt1lib"
 #: Modules that only the notebooks, the book and the runner need.
-NOTEBOOK_ONLY = ("matplotlib", "seaborn", "myst_nb", "IPython", "papermill", "nbformat", "jupyter_book",
-                 "qt1lib.plots", "qt1lib.notebook", "qt1lib.study")
+NOTEBOOK_ONLY = ("matplotlib", "seaborn", "plotly", "myst_nb", "IPython", "papermill", "nbformat", "jupyter_book",
+                 "qt1lib.plots", "qt1lib.interactive", "qt1lib.notebook", "qt1lib.study")
 #: Modules outside workflow/ that may import it: the study runner and the command line (its package).
 WORKFLOW_CLIENTS = ("qt1lib.study", "qt1lib.cli")
 
