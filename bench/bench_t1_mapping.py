@@ -10,9 +10,11 @@ and maps T1 with
 * the seed's Monte-Carlo histogram MAP (MP2RAGE: S_12; MP3RAGE: S_12, S_13), building the
   histogram (``--seed-trials`` trials per T1) and mapping timed separately,
 * the exact-likelihood MAP with posterior mean / std (MP2RAGE, MP3RAGE, without and with the
-  B1 map) by the grid evaluation, and for MP2RAGE by the sufficient-statistic posterior table
-  (``method="table"``, :mod:`qt1lib.estimate.posterior_table`), for each scale prior of
-  ``--scale-priors`` (default Jeffreys', the estimators' default).
+  B1 map, and MP3RAGE with the B1 map's error marginalised, ``b1_sd`` 0.02) by the grid evaluation
+  (``method="grid"``, the reference), for MP2RAGE by the sufficient-statistic posterior table
+  (``method="table"``, :mod:`qt1lib.estimate.posterior_table`) and for MP3RAGE by the
+  quadratic-form evaluation (``method="quadratic"``, :mod:`qt1lib.estimate.quadratic_map`), for
+  each scale prior of ``--scale-priors`` (default Jeffreys', the estimators' default).
 
 Each step runs twice: once timed, once under ``tracemalloc`` (which NumPy reports to) for
 its peak of traced allocations above what was allocated before it; the input volume is not
@@ -22,7 +24,8 @@ built before its steps. Every step's time is also given as
 a ratio to the plain LUT's in the same run (the issue-12 targets are such ratios). The RMSE
 against the true T1 is printed for orientation only (the chapter
 ``notebooks/02_map_vs_point.ipynb`` studies accuracy); for the table steps, the voxels left to
-the grid evaluation are counted.
+the grid evaluation are counted. The volume is that of the book's performance chapter
+(:func:`qt1lib.estimate.timing.simulate_volume`).
 
 Usage::
 
@@ -44,21 +47,14 @@ import numpy as np
 
 from qt1lib.estimate.lut import lut_t1
 from qt1lib.estimate.map import ExactMAPModel, SeedMAPModel
+from qt1lib.estimate.timing import simulate_volume
 from qt1lib.protocols import SEED_7T_MP2RAGE, SEED_7T_MP3RAGE
-from qt1lib.sequences import combinations, gre_signals, uni
+from qt1lib.sequences import combinations, uni
 
 #: The reference step of the ratios.
 LUT_STEP = "LUT S12"
-
-
-def simulate(n: int, sigma: float, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    t1 = rng.uniform(0.6, 4.5, n)
-    b1 = rng.uniform(0.6, 1.4, n)
-    scale = rng.uniform(0.6, 1.0, n) * np.exp(2j * np.pi * rng.random(n))
-    y = scale * gre_signals(t1, SEED_7T_MP3RAGE, b1)
-    y += rng.normal(0, sigma, y.shape) + 1j * rng.normal(0, sigma, y.shape)
-    return {"t1": t1, "b1": b1, "y": y}
+#: Standard deviation of the B1 map's error of the marginalising steps (that of ``map_exact_mp3rage``).
+B1_SD = 0.02
 
 
 def measure(name: str, step, truth: np.ndarray | None, results: list[dict], memory: bool, reset=None) -> object:
@@ -93,14 +89,15 @@ def main() -> None:
     parser.add_argument("--json", help="also write the table to this JSON file")
     parser.add_argument("--no-memory", action="store_true", help="skip the second, memory-traced run of each step")
     parser.add_argument(
-        "--steps", nargs="+", choices=("lut", "seed", "grid", "table"), default=["lut", "seed", "grid", "table"],
+        "--steps", nargs="+", choices=("lut", "seed", "grid", "table", "quadratic"),
+        default=["lut", "seed", "grid", "table", "quadratic"],
         help="estimator families to run (the plain LUT always runs: it is the reference of the ratios)",
     )
     parser.add_argument("--scale-priors", nargs="+", choices=("jeffreys", "flat"), default=["jeffreys"], help="scale priors of the exact MAP")
     args = parser.parse_args()
 
-    data = simulate(args.n_voxels, args.sigma, args.seed)
-    t1, b1, y = data["t1"], data["b1"], data["y"]
+    data = simulate_volume(args.n_voxels, args.sigma, args.seed)
+    t1, b1, y = data["t1"], data["b1"], data["gre"]
     memory = not args.no_memory
     print(f"{args.n_voxels} voxels, sigma = {args.sigma}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     print(f"{'step':<46s} {'seconds':>9s} {'x LUT':>7s} {'peak MiB':>10s} {'RMSE (s)':>9s}")
@@ -125,12 +122,23 @@ def main() -> None:
         tag = "" if prior == "jeffreys" else f" ({prior})"
         if "grid" in args.steps:
             for protocol, label in ((SEED_7T_MP2RAGE, "MP2RAGE"), (SEED_7T_MP3RAGE, "MP3RAGE")):
-                model = ExactMAPModel(protocol, args.sigma, scale_prior=prior)
+                model = ExactMAPModel(protocol, args.sigma, scale_prior=prior, method="grid")
                 clear = model.clear_dictionaries
-                measure(f"exact MAP {label}{tag}: dictionary", lambda: model.dictionary(False), None, results, memory, clear)
-                measure(f"exact MAP {label}{tag}", lambda: model.fit(y), t1, results, memory)
-                measure(f"exact MAP {label}{tag}: B1 dictionary", lambda: model.dictionary(True), None, results, memory, clear)
-                measure(f"exact MAP {label}{tag}, B1 map", lambda: model.fit(y, b1=b1), t1, results, memory)
+                measure(f"exact MAP {label}{tag}, grid: dictionary", lambda: model.dictionary(False), None, results, memory, clear)
+                measure(f"exact MAP {label}{tag}, grid", lambda: model.fit(y), t1, results, memory)
+                measure(f"exact MAP {label}{tag}, grid: B1 dictionary", lambda: model.dictionary(True), None, results, memory, clear)
+                measure(f"exact MAP {label}{tag}, grid, B1 map", lambda: model.fit(y, b1=b1), t1, results, memory)
+                if protocol is SEED_7T_MP3RAGE:
+                    measure(f"exact MAP {label}{tag}, grid, B1 marginalised", lambda: model.fit(y, b1=b1, b1_sd=B1_SD),
+                            t1, results, memory)
+        if "quadratic" in args.steps:
+            model = ExactMAPModel(SEED_7T_MP3RAGE, args.sigma, scale_prior=prior, method="quadratic")
+            for kw, suffix in (({}, ""), ({"b1": b1}, ", B1 map"), ({"b1": b1, "b1_sd": B1_SD}, ", B1 marginalised")):
+                model.fit(y[:, :64], **{k: v[:64] if k == "b1" else v for k, v in kw.items()})  # builds its dictionaries
+                measure(f"exact MAP MP3RAGE{tag}, quadratic{suffix}", lambda: model.fit(y, **kw), t1, results, memory)
+                info = model.fit_info
+                results[-1]["fit_info"] = dict(info)
+                print(f"    {info['quadratic']} voxels by the quadratic form, {info['grid']} by the grid")
         if "table" in args.steps:
             model = ExactMAPModel(SEED_7T_MP2RAGE, args.sigma, scale_prior=prior, method="table")
             clear = model.clear_dictionaries
