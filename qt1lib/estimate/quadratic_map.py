@@ -60,7 +60,7 @@ QUADRATIC_CHUNK = 16384
 #: Degree of the interpolating polynomial of a wide posterior's MAP search (7 coarse nodes).
 _WIDE_DEGREE = 6
 #: Newton iterations of the MAP searches.
-_NEWTON_STEPS = 5
+_NEWTON_STEPS = 4
 #: Gaussian B1 marginalisation: accepted where the cubic term of the log-likelihood in B1 changes it
 #: by at most ``LAPLACE_CUBIC`` over the integrand's support (module docstring); else Gauss-Hermite.
 LAPLACE_CUBIC = 0.02
