@@ -73,8 +73,10 @@ _WINDOW_HALF, _WINDOW_STEP = 16, 0.5
 #: A wide posterior whose log density at a prior end lies above ``END_DROP`` (from the coarse
 #: maximum) is integrated over the ``END_STEPS`` coarse steps next to that end on ``END_REFINE``
 #: times finer nodes (Gregory's rule on both parts), and its MAP searched there if it lies there:
-#: the coarse rule alone is 1-3 % wrong in the std of a posterior that peaks at the prior end.
-END_DROP, END_STEPS, END_REFINE = -12.0, 8, 2
+#: the coarse rule alone is 1-3 % wrong in the std of a posterior that peaks at the prior end,
+#: under 0.65 % where the end's density is below exp(-4) of the maximum (3000 random voxels of
+#: SNR 5..1000; tests/test_quadratic_map.py checks the bounds), hence exp(-6).
+END_DROP, END_STEPS, END_REFINE = -6.0, 8, 2
 
 
 @dataclass(frozen=True)
