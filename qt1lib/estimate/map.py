@@ -31,6 +31,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.stats import chi2
+from threadpoolctl import threadpool_limits
 
 from ..protocols import MPnRAGEProtocol
 from ..sequences import gre_signals, uni
@@ -982,7 +983,10 @@ class ExactMAPModel:
             sel = todo[begin : begin + QUADRATIC_CHUNK]
             b1_chunk = b1[sel] if with_b1 else np.ones(len(sel))
             positions = [self._b1_position(table, b1_chunk + off) for off in offsets]
-            t1_map, mean, std, proj_max, left = evaluator.fit(y[sel], positions, log_weights, b1_chunk, b1_sd)
+            # one BLAS thread: the matrix products then round the same way whatever the machine's or
+            # a dask worker's thread settings (byte-identical derivatives; about 7 % slower on 2 cores)
+            with threadpool_limits(1, user_api="blas"):
+                t1_map, mean, std, proj_max, left = evaluator.fit(y[sel], positions, log_weights, b1_chunk, b1_sd)
             done, keep = sel[~left], ~left
             out["map"][done], out["mean"][done], out["std"][done] = t1_map[keep], mean[keep], std[keep]
             if limit is None:
