@@ -192,11 +192,11 @@ def data_products(y: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _horner(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``sum_i coef[:, i] t^i`` by Horner's scheme (``t`` of shape (n,) or (k, n))."""
-    out = np.broadcast_to(coef[:, -1], np.shape(t)).copy()
-    for i in range(coef.shape[1] - 2, -1, -1):  # loop over the polynomial's degree
+    """``sum_i coef[i] t^i`` by Horner's scheme; ``coef`` of shape (degree + 1, n), ``t`` of shape (n,) or (k, n)."""
+    out = np.broadcast_to(coef[-1], np.shape(t)).copy()
+    for i in range(coef.shape[0] - 2, -1, -1):  # loop over the polynomial's degree
         out *= t
-        out += coef[:, i]
+        out += coef[i]
     return out
 
 
@@ -390,14 +390,15 @@ class QuadraticEvaluator:
         """
         n_nodes = ll.shape[1]
         centre = np.clip(k, 3, n_nodes - 4)
-        vals = ll[rows[:, None], centre[:, None] + np.arange(-3, 4)]
+        flat = np.ascontiguousarray(ll).reshape(-1)
+        vals = np.take(flat, (rows * n_nodes + centre)[:, None] + np.arange(-3, 4))
         rows = np.arange(len(rows))
-        coef = (vals - top[:, None]) @ self._poly.T  # monomial coefficients in t = (u - u_centre) / step
+        coef = self._poly @ (vals - top[:, None]).T  # (7, n): monomial coefficients in t = (u - u_centre) / step
         lo = np.maximum(k - centre - 1.0, -3.0)
         hi = np.minimum(k - centre + 1.0, 3.0)
         t = (k - centre).astype(float)
-        d1 = coef[:, 1:] * np.arange(1, _WIDE_DEGREE + 1)  # derivative's coefficients
-        d2 = d1[:, 1:] * np.arange(1, _WIDE_DEGREE)
+        d1 = coef[1:] * np.arange(1, _WIDE_DEGREE + 1)[:, None]  # derivative's coefficients
+        d2 = d1[1:] * np.arange(1, _WIDE_DEGREE)[:, None]
         for _ in range(_NEWTON_STEPS):  # Newton iterations (vectorised over voxels)
             p1, p2 = _horner(d1, t), _horner(d2, t)
             t = np.clip(t + np.where(p2 < 0, -p1 / np.where(p2 < 0, p2, -1.0), np.sign(p1) * 0.5), lo, hi)
