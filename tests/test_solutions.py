@@ -1,0 +1,256 @@
+"""The exercises' solutions (qt1lib.solutions): the machinery that times and glues them, and each chapter's
+solution functions on known values and invariants."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from qt1lib import notebook
+from qt1lib.notebook import SOLUTION_NOT_RUN, compare_text, format_duration, format_ratio, glue_solution
+from qt1lib.solutions import SolutionError, answer_names, answers, scaled_seconds
+
+
+# ============================================================================ machinery
+def test_durations_read_as_prose_and_never_zero():
+    assert format_duration(0.0) == "less than 0.1 s"
+    assert format_duration(0.04) == "less than 0.1 s"
+    assert format_duration(4.24) == "4.2 s"
+    assert format_duration(59.94) == "59.9 s"
+    assert format_duration(59.96) == "1.0 min"
+    assert format_duration(210.0) == "3.5 min"
+    assert format_duration(3 * 3600 + 360) == "3.1 h"
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="seconds"):
+            format_duration(bad)
+
+
+def test_comparisons_and_ratios_say_what_the_printed_numbers_show():
+    assert compare_text(1.234, 1.1, "longer", "shorter", "as long") == "longer"
+    assert compare_text(1.0, 1.1, "longer", "shorter", "as long") == "shorter"
+    assert compare_text(1.004, 1.001, "longer", "shorter", "as long") == "as long"  # both print 1.00
+    assert compare_text(1.004, 1.001, "longer", "shorter", "as long", digits=3) == "longer"
+    with pytest.raises(ValueError, match="NaN"):
+        compare_text(float("nan"), 1.0, "a", "b", "c")
+    assert format_ratio(3.26) == "3.3 times as large"
+    assert format_ratio(0.96) == "1.0 times as large"
+    assert format_ratio(0.23) == "23 % of it"
+    with pytest.raises(ValueError, match="positive"):
+        format_ratio(0.0)
+
+
+def test_a_work_ratio_scales_a_measured_time():
+    assert scaled_seconds(2.0, 100, 1000) == pytest.approx(20.0)
+    assert scaled_seconds(2.0, 4, 2) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="measured_work"):
+        scaled_seconds(2.0, 0, 10)
+    with pytest.raises(ValueError, match="measured"):
+        scaled_seconds(-1.0, 1, 10)
+
+
+@answers("value", "verdict")
+def _toy(x):
+    return {"value": f"{x:.1f}", "verdict": "large" if x > 1 else "small"}
+
+
+def test_a_solution_declares_its_answers_and_must_return_exactly_those():
+    assert answer_names(_toy) == ("value", "verdict")
+    assert _toy(2.0) == {"value": "2.0", "verdict": "large"}
+
+    @answers("value")
+    def wrong_names():
+        return {"other": "1"}
+
+    @answers("value")
+    def not_text():
+        return {"value": 1.0}
+
+    with pytest.raises(SolutionError, match="must return the texts"):
+        wrong_names()
+    with pytest.raises(SolutionError, match="not strings"):
+        not_text()
+    with pytest.raises(ValueError, match="identifiers"):
+        answers("a b")
+    with pytest.raises(ValueError, match="declares no answers"):
+        answer_names(lambda: {})
+
+
+@pytest.fixture
+def glued(monkeypatch):
+    out = {}
+    monkeypatch.setattr(notebook, "glue_text", lambda key, text: out.__setitem__(key, text))
+    return out
+
+
+def test_glue_solution_glues_every_answer_and_a_measured_runtime(glued):
+    glue_solution("ex09_1", _toy, 2.0)
+    assert glued["ex09_1_value"] == "2.0" and glued["ex09_1_verdict"] == "large"
+    cores = notebook.usable_cores()
+    assert glued["ex09_1_runtime"].endswith(f" on {cores} CPU core{'s' if cores > 1 else ''}")
+    assert glued["ex09_1_runtime"].startswith(("less than 0.1 s", "0.", "1."))  # a toy takes no time
+
+
+def test_a_build_without_solutions_glues_placeholders_and_runs_nothing(glued):
+    def explode(*args):
+        raise AssertionError("ran")
+
+    explode.answers = ("value",)
+    glue_solution("ex09_2", explode, enabled=False)
+    assert glued == {"ex09_2_value": SOLUTION_NOT_RUN,
+                     "ex09_2_runtime": "not measured: this build skipped the solutions (`-p solutions False`)"}
+    with pytest.raises(ValueError, match="identifier"):
+        glue_solution("ex 1", _toy, 1.0)
+    with pytest.raises(ValueError, match="enabled"):
+        glue_solution("ex09_3", _toy, 1.0, enabled="yes")
+
+
+def _num(text: str) -> float:
+    """The first number of a glued text ("+11.8 %" -> 11.8, "1,000" -> 1000)."""
+    import re
+
+    return float(re.search(r"[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?", text).group(0).replace(",", ""))
+
+
+# ============================================================================ chapter 01
+def test_chapter_01_solutions_on_known_curves():
+    from qt1lib.protocols import MARQUES_7T, SEED_7T_MP3RAGE
+    from qt1lib.solutions import signal_models as sm
+
+    turn = sm.uni_minimum(MARQUES_7T, 50, 2000)
+    assert _num(turn["shift_ms"]) <= _num(turn["step_ms"]) + 2.5  # within a coarse step (plus a dense one)
+    assert 3.0 < _num(turn["t1_min"]) < 4.5 and _num(turn["t1_end_read"]) < _num(turn["t1_min"])  # CSF reads short
+    assert _num(turn["s12_min"]) < _num(turn["s12_end"])  # the curve turns back up
+    flat = sm.uni_minimum(SEED_7T_MP3RAGE, 50, 2000)  # monotonic to the grid's end: the end reads as itself
+    assert _num(flat["t1_min"]) == pytest.approx(5.0) and _num(flat["t1_end_read"]) == pytest.approx(5.0, abs=0.01)
+
+    nominal = sm.b1_error(SEED_7T_MP3RAGE, 1.9, 1.0, 1.2, 0.8)
+    assert nominal["error_pct"] == "0.0 %" and _num(nominal["t1_corrected"]) == pytest.approx(1.9, abs=1e-3)
+    low = sm.b1_error(SEED_7T_MP3RAGE, 1.9, 0.7, 1.2, 0.8)
+    assert _num(low["error_pct"]) > 0 and _num(low["t1_corrected"]) == pytest.approx(1.9, abs=2e-3)
+
+    own = SEED_7T_MP3RAGE.inversion_efficiency
+    assert sm.inversion_mismatch(SEED_7T_MP3RAGE, 1.2, own)["direction"] == "reads exactly"
+    perfect = sm.inversion_mismatch(SEED_7T_MP3RAGE, 1.2, 1.0)
+    assert perfect["direction"] == "underestimates" and _num(perfect["error_pct"]) < 0
+    assert "shorter T1" in perfect["reason"]
+    assert sm.inversion_mismatch(SEED_7T_MP3RAGE, 1.2, 0.7)["direction"] == "overestimates"
+
+
+# ============================================================================ chapter 02
+@pytest.fixture(scope="module")
+def views():
+    from qt1lib.protocols import SEED_7T_MP2RAGE, SEED_7T_MP3RAGE
+
+    return {"MP2RAGE": SEED_7T_MP2RAGE, "MP3RAGE": SEED_7T_MP3RAGE}
+
+
+def test_chapter_02_noise_levels_move_estimators_towards_or_below_the_bound(views):
+    from qt1lib.solutions import map_vs_point
+
+    out = map_vs_point.bound_at_noise(views, [0.8, 2.0, 4.0], 0.05, 0.0025, 200, 0, 20_000, "jeffreys")
+    low = [float(x) for x in re.findall(r" (\d\.\d\d)", out["low_medians"])]
+    high = [float(x) for x in re.findall(r" (\d\.\d\d)", out["high_medians"])]
+    assert len(low) == len(high) == 5
+    assert max(low) < min(high)  # every estimator's median std/CRLB falls with the SNR
+    assert all(abs(h - 1) < 0.2 for h in high)  # and is near the bound at half the seed's noise
+    assert out["tolerance_pct"] == "15 %"  # 3 / sqrt(2 * 199)
+    assert "4 s" in out["low_below_t1"]  # at 4 s every estimator is pulled below the bound
+
+
+def test_chapter_02_prior_change_finds_the_largest_difference():
+    import pandas as pd
+
+    from qt1lib.solutions import map_vs_point
+
+    rows = [{"scale_prior": p, "estimator": "exact MAP", "t1": t, "bias": b}
+            for p, biases in (("flat", (0.001, 0.02, 0.3)), ("jeffreys", (0.0, 0.0, 0.1))) for t, b in zip((0.5, 1.0, 3.0), biases)]
+    rows.append({"scale_prior": "flat", "estimator": "exact mean", "t1": 0.5, "bias": 9.0})  # ignored
+    out = map_vs_point.prior_change(pd.DataFrame(rows), threshold=0.01)
+    assert out == {"t1_most": "3.0 s", "change_ms": "200 ms", "longer": "longer", "small_t1": "at T1 = 0.5 s",
+                   "threshold_pct": "1 %"}
+
+
+def test_chapter_02_seed_trials_and_prior_end_compare_like_with_like(views):
+    from qt1lib.estimate.performance import simulate_estimator_performance
+    from qt1lib.solutions import map_vs_point
+
+    t1 = [1.0, 2.0]
+    perf = simulate_estimator_performance(list(views.values()), t1, [0.005], 100, seed=0, seed_n_trials=5000,
+                                          estimators=("seed MAP",))
+    perf["protocol"] = perf["protocol"].map({p.name: k for k, p in views.items()})
+    same = map_vs_point.seed_trials(views, perf, t1, 0.005, 100, 0, 5000, 5000)
+    assert same["max_bias_ms"] == same["chapter_max_bias_ms"] and same["bias_compare"] == "the same as"
+    assert same["std_change_pct"] == "0.0 %"
+    end = map_vs_point.prior_end(views["MP2RAGE"], [3.0, 4.5], 0.005, 200, 0, "jeffreys")
+    assert end["t1_last"] == "4.5 s" and end["mean_rmse_wins"].endswith("of the 2 T1 values")
+    assert end["mean_bias_ms"].split(" and ")[-1].startswith("-")  # the prior's end pulls the mean back
+
+
+# ============================================================================ chapter 03
+@pytest.fixture(scope="module")
+def literature():
+    from qt1lib.phantom.physics import COHORT_PHYSICS
+
+    lit = COHORT_PHYSICS["literature"]
+    return [lit.tissues[n] for n in ("WM", "subcortical_GM", "cortical_GM")]
+
+
+def test_chapter_03_sir_fit_recovers_the_truth_at_high_snr_and_spreads_at_low(literature):
+    from qt1lib.phantom.cohort import SIR_7T
+    from qt1lib.solutions import ir_reference
+
+    sharp = ir_reference.sir_fit_metrics(SIR_7T, literature, 1e5, 300, 0)
+    assert sharp["r1f_iqr"] < 1e-3 and abs(sharp["r1f_median"]) < 1e-3
+    out = ir_reference.sir_fit_spread(literature, 300, 0, SIR_7T, 30.0, SIR_7T, 300.0)
+    assert _num(out["r1f_iqr_pct"]) > _num(out["ref_r1f_iqr_pct"]) and out["r1f_factor"].endswith("times as large")
+
+
+def test_chapter_03_mt_bias_readings(literature):
+    from qt1lib.protocols import MARQUES_7T, SEED_7T_MP3RAGE
+    from qt1lib.solutions import ir_reference
+
+    wm = literature[0]
+    same = ir_reference.mt_sensitivity(wm, SEED_7T_MP3RAGE, SEED_7T_MP3RAGE)
+    assert same["more_sensitive"] == "neither" and same["bias_ms"] == same["ref_bias_ms"]
+    both = ir_reference.mt_sensitivity(wm, MARQUES_7T, SEED_7T_MP3RAGE)
+    assert _num(both["bias_ms"]) < 0 and _num(both["ref_bias_ms"]) < 0  # MT shortens the reading
+    assert all(0 < _num(f) < 1 for f in both["saturation"].split(" and "))
+    tiny = ir_reference.psr_linearity(wm, SEED_7T_MP3RAGE, 0.01, 5)  # a small range is nearly linear
+    assert _num(tiny["deviation_pct"]) < 1.0 and abs(_num(tiny["ratio"]) - 2) < 0.05
+    wide = ir_reference.psr_linearity(wm, SEED_7T_MP3RAGE, 0.8, 9)
+    assert _num(wide["bias_end_ms"]) < _num(wide["bias_half_ms"]) < 0
+
+
+def test_chapter_03_mono_fit_converges_to_r1f_when_started_late(literature):
+    from qt1lib.protocols_sir import DENSE_SIR
+    from qt1lib.solutions import ir_reference
+
+    out = ir_reference.mono_start(literature[0], DENSE_SIR, 0.05, 0.5)
+    t1f = _num(out["t1f_ms"])
+    assert abs(_num(out["t1_chapter_start"]) - t1f) < abs(_num(out["t1_start"]) - t1f)
+    assert _num(out["earliest_ms"]) <= 500
+
+
+def test_chapter_03_residual_excess_grows_with_the_square_of_the_snr(literature):
+    from qt1lib.protocols_sir import DENSE_SIR
+    from qt1lib.solutions import ir_reference
+
+    at100 = ir_reference.residual_detection(literature, -0.95, 0.02, DENSE_SIR, 100.0)
+    at200 = ir_reference.residual_detection(literature, -0.95, 0.02, DENSE_SIR, 200.0)
+    assert _num(at200["z"]) == pytest.approx(4 * _num(at100["z"]), rel=0.05)
+    needed = _num(at100["snr_needed"])
+    at_needed = ir_reference.residual_detection(literature, -0.95, 0.02, DENSE_SIR, needed)
+    assert _num(at_needed["z"]) == pytest.approx(3.0, abs=0.1)
+
+
+def test_chapter_03_efficiency_inverts_the_bloch_simulation(literature):
+    from qt1lib.solutions import ir_reference
+
+    wm = literature[0]
+    listed = ir_reference.efficiency_t2(wm, 0.9, [wm.t2f], [wm.t2f])["listed"]
+    eff_wm = _num(listed)
+    back = ir_reference.efficiency_t2(wm, eff_wm, [wm.t2f], [wm.t2f])
+    assert _num(back["t2_ms"]) == pytest.approx(1e3 * wm.t2f, rel=0.03) and back["plausible"] == "within the range of"
+    with pytest.raises(ValueError, match="no T2"):
+        ir_reference.efficiency_t2(wm, 0.999, [wm.t2f], [wm.t2f])
