@@ -698,7 +698,8 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def glue_solution(key: str, solution: Any, *args: Any, enabled: bool = True, **kwargs: Any) -> None:
+def glue_solution(key: str, solution: Any, *args: Any, enabled: bool = True, unavailable: str | None = None,
+                  **kwargs: Any) -> None:
     """Run an exercise's solution, time it, and glue its texts and its runtime for the dropdown.
 
     Parameters
@@ -713,6 +714,9 @@ def glue_solution(key: str, solution: Any, *args: Any, enabled: bool = True, **k
     enabled : bool
         False (a chapter's ``solutions = False``): nothing runs; every text reads
         :data:`SOLUTION_NOT_RUN` and the runtime says that the build skipped the solutions.
+    unavailable : str, optional
+        Why this exercise cannot run on the chapter's dataset (e.g. it needs the digital cohort's
+        truth): nothing runs, the texts read :data:`SOLUTION_NOT_RUN` and the runtime this reason.
 
     Nothing is returned, so that a notebook cell that ends with this call shows no output.
     """
@@ -725,13 +729,16 @@ def glue_solution(key: str, solution: Any, *args: Any, enabled: bool = True, **k
     if not isinstance(enabled, bool):
         raise ValueError(f"enabled must be True or False, got {enabled!r}")
     names = answer_names(solution)
-    if enabled:
+    if unavailable is not None and (not isinstance(unavailable, str) or not unavailable.strip()):
+        raise ValueError(f"unavailable must be None or a reason, got {unavailable!r}")
+    if enabled and unavailable is None:
         start = time.perf_counter()
         texts = dict(solution(*args, **kwargs))
         seconds = time.perf_counter() - start
         texts["runtime"] = f"{format_duration(seconds)} on {plural(usable_cores(), 'CPU core')}"
     else:
         texts = dict.fromkeys(names, SOLUTION_NOT_RUN)
-        texts["runtime"] = "not measured: this build skipped the solutions (`-p solutions False`)"
+        texts["runtime"] = (f"not measured: {unavailable}" if unavailable is not None and enabled else
+                            "not measured: this build skipped the solutions (`-p solutions False`)")
     for name, text in texts.items():
         glue_text(f"{key}_{name}", text)

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 from ..validate import require_number
 
-__all__ = ["answers", "answer_names", "SolutionError", "scaled_seconds"]
+__all__ = ["answers", "answer_names", "solving", "SolutionError", "scaled_seconds"]
 
 F = TypeVar("F", bound=Callable[..., Mapping[str, str]])
 
@@ -89,6 +89,19 @@ def answer_names(function: Callable[..., Any]) -> tuple[str, ...]:
     if not names:
         raise ValueError(f"{getattr(function, '__name__', function)!r} declares no answers (decorate it with @answers)")
     return tuple(names)
+
+
+def solving(solution: Callable[..., Any]) -> Callable[[F], F]:
+    """Declare that a chapter's own function returns what ``solution`` returns (its :func:`answers`).
+
+    For a solution whose inputs the chapter computes with the workflow inside the timed run::
+
+        @solving(b1.seed_histogram_noise)
+        def fixed_histogram_noise():
+            table = workflow.b1_voxel_table(...)
+            return b1.seed_histogram_noise(..., table, ...)
+    """
+    return answers(*answer_names(solution))
 
 
 def scaled_seconds(measured: float, measured_work: float, full_work: float) -> float:
