@@ -7,20 +7,19 @@ voxel tables (:func:`qt1lib.workflow.b1_voxel_table`) in, and the cheap variant 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..estimate.b1_sensitivity import b1_error_grid, b1_sensitivity
-from ..estimate.timing import time_estimators
 from ..notebook import compare_text, format_duration, format_number, plural
 from ..protocols import MPnRAGEProtocol
 from ..validate import require_integer
 from . import answers
+from .cost import mapping_seconds
 
-__all__ = ["sensitivity_at", "map_error_linearity", "pooled_slopes", "seed_histogram_noise", "slope_stability",
-           "mapping_seconds"]
+__all__ = ["sensitivity_at", "map_error_linearity", "pooled_slopes", "seed_histogram_noise", "slope_stability"]
 
 
 def _sensitivity_pct(protocol: MPnRAGEProtocol, t1: float, pair: tuple[int, int]) -> float:
@@ -169,20 +168,6 @@ def _slopes_by(voxels: pd.DataFrame, by: Sequence[str]) -> pd.Series:
     return pd.Series(rows, dtype=float)
 
 
-def mapping_seconds(estimators: Iterable[str], n_voxels: int, sigma: float, seed: int = 0,
-                    sample_voxels: int = 2_000) -> float:
-    """Seconds to map ``n_voxels`` with every estimator, from a timing of each on ``sample_voxels``.
-
-    :func:`qt1lib.estimate.timing.time_estimators` on a simulated volume: each estimator's build (tables,
-    histograms) plus its fit time scaled linearly to ``n_voxels`` (chapter 08 shows the fits are
-    vectorised over voxels). The lookup table, timed as the reference, counts only when listed.
-    """
-    names = list(estimators)
-    timings = time_estimators(names, n_voxels=sample_voxels, sigma=sigma, seed=seed, memory=False)
-    timings = timings[timings["estimator"].isin(names)]
-    return float((timings["build_s"] + timings["fit_s"] * n_voxels / sample_voxels).sum())
-
-
 @answers("subjects", "spread_subjects_ms", "spread_purity_ms", "purity_pct", "purity_pure_pct", "estimator",
          "full_estimate", "n_more")
 def slope_stability(voxels: pd.DataFrame, voxels_pure: pd.DataFrame, purity: float, purity_pure: float,
@@ -198,7 +183,7 @@ def slope_stability(voxels: pd.DataFrame, voxels_pure: pd.DataFrame, purity: flo
         The estimator whose spreads are reported (e.g. ``"map_seed_mp3rage"``).
     extra_subjects, brain_voxels, sigma
         The full exercise maps ``extra_subjects`` more subjects of about ``brain_voxels`` voxels with every
-        estimator of the tables: its time is estimated by :func:`mapping_seconds`.
+        estimator of the tables: its time is estimated by :func:`qt1lib.solutions.cost.mapping_seconds`.
 
     Returns
     -------
