@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from qt1lib import notebook
@@ -254,3 +255,180 @@ def test_chapter_03_efficiency_inverts_the_bloch_simulation(literature):
     assert _num(back["t2_ms"]) == pytest.approx(1e3 * wm.t2f, rel=0.03) and back["plausible"] == "within the range of"
     with pytest.raises(ValueError, match="no T2"):
         ir_reference.efficiency_t2(wm, 0.999, [wm.t2f], [wm.t2f])
+
+
+# ============================================================================ chapter 04
+def test_chapter_04_sensitivity_and_map_errors():
+    from qt1lib.estimate import estimator_class
+    from qt1lib.protocols import SEED_7T_MP3RAGE
+    from qt1lib.solutions import b1
+
+    same = b1.sensitivity_at(SEED_7T_MP3RAGE, 1.2, 1.2)
+    assert same["grows"] == "stays" and same["ratio_moves"] == "no further from 1" and same["ratio"] == same["ratio_ref"]
+    long = b1.sensitivity_at(SEED_7T_MP3RAGE, 2.6, 1.2)
+    assert long["grows"] == "grows" and _num(long["s12_pct"]) < _num(long["s12_ref_pct"]) < 0  # more flip reads short
+
+    names = ["lut_b1", "map_exact_mp2rage"]
+    labels = {n: estimator_class(n).label for n in names}
+    out = b1.map_error_linearity(SEED_7T_MP3RAGE, 1.2, [0.8, 1.0, 1.2], 0.005, names, labels, [-0.1, -0.05, 0.0, 0.05, 0.1])
+    slopes = [float(x) for x in re.findall(r"\((\d\.\d\d)\)", out["slopes"])]
+    assert len(slopes) == 2 and all(0.1 < k < 1.0 for k in slopes)  # a map too high reads long, less than 1:1
+    assert _num(out["deviation_pp"]) < 0.5 and out["asymmetry"] in ("a larger", "a smaller", "the same")
+
+
+def _b1_voxels(slope_by_subject, n=400, seed=0):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for subject, slope in slope_by_subject.items():
+        b1 = rng.uniform(0.7, 1.3, n)
+        for tissue in ("WM", "cortical GM"):
+            rows.append(pd.DataFrame({"subject": subject, "tissue": tissue, "estimator": "map_seed_mp3rage",
+                                      "b1_true": b1, "error_b1": slope * (b1 - 1) + 0.01 * rng.normal(size=n)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_chapter_04_slopes_by_subject_and_purity_on_known_lines():
+    from qt1lib.solutions import b1
+
+    voxels = _b1_voxels({"01": -0.5, "02": -0.3})
+    assert b1.pooled_slopes(voxels)["map_seed_mp3rage"] == pytest.approx(-0.4, abs=0.02)
+    out = b1.slope_stability(voxels, _b1_voxels({"01": -0.5, "02": -0.3}, seed=1), 0.9, 0.97,
+                             {"map_seed_mp3rage": "seed MAP MP3RAGE"}, "map_seed_mp3rage", 0, 1000, 0.005, 0)
+    assert out["spread_subjects_ms"] == "20 ms"  # 100 x (0.5 - 0.3) s per unit B1, per 0.1 of B1+
+    assert _num(out["spread_purity_ms"]) < 2 and out["subjects"] == "sub-01, sub-02" and out["full_estimate"] == "less than 0.1 s"
+
+
+# ============================================================================ chapter 05
+def test_chapter_05_registration_term_vanishes_when_the_transform_is_right(monkeypatch):
+    from types import SimpleNamespace
+
+    from qt1lib.register import RigidTransform
+    from qt1lib.solutions import registration
+
+    shape, affine = (12, 12, 6), np.diag([2.0, 2.0, 2.0, 1.0])
+    t1 = np.linspace(0.8, 2.0, np.prod(shape)).reshape(shape).astype(np.float32)
+    dseg = np.ones(shape, dtype=np.int16)
+    dseg[:, :, :2], dseg[:, :, 4:] = 2, 3
+    scored = np.zeros(shape, bool)
+    scored[2:-2, 2:-2, :] = True
+
+    class Maps(dict):  # an estimator's maps by name, with the grid's affine (MP2RAGEMaps, SIRSpaceSubject)
+        def __init__(self, **attributes):
+            super().__init__(map_seed_mp2rage=SimpleNamespace(t1=t1))
+            self.__dict__.update(attributes)
+
+    def subject(error):
+        return Maps(true_transform=RigidTransform(np.eye(4)), shape=shape, affine=affine, scored=scored, dseg=dseg,
+                    registration_error_mm=error, mp2rage=Maps(affine=affine))
+
+    terms = registration.registration_term(subject(0.5), "map_seed_mp2rage")
+    assert all(abs(v) < 1e-6 for v in terms.values())
+    out = registration.contrast_registration({"01": subject(0.9), "02": subject(0.8)},
+                                             {"01": subject(0.5), "02": subject(0.9)}, "map_seed_mp2rage")
+    assert out["lower"] == "lower" and out["n_lower"] == "1 of the 2 subjects" and out["term_compare"] == "the same"
+
+
+def test_chapter_05_subject_view_ranks_the_motion():
+    import pandas as pd
+
+    from qt1lib.solutions import registration
+
+    table = pd.DataFrame({"estimated rotation (deg)": [1.0, 3.0, 2.0], "mean head displacement (mm)": [1.0, 5.0, 3.0],
+                          "registration error (mm)": [0.5, 0.7, 0.6]}, index=["01", "02", "03"])
+    assert registration.subject_view(table, "02")["motion_rank"] == "the largest of the 3 subjects"
+    assert registration.subject_view(table, "03")["motion_rank"] == "number 2 from the largest of the 3 subjects"
+    assert registration.subject_view(table, "01")["motion_rank"] == "the smallest of the 3 subjects"
+    with pytest.raises(ValueError, match="not in the registration table"):
+        registration.subject_view(table, "09")
+
+
+# ============================================================================ chapters 06 and 07
+@pytest.fixture(scope="module")
+def channel_subjects():
+    """Four synthetic subjects whose reference is a known linear function of T1 and B1+ (no posterior-std effect)."""
+    from qt1lib.calibrate import SubjectData
+
+    out = {}
+    for k in range(4):
+        rng = np.random.default_rng(k)
+        shape = (10, 10, 4)
+        labels = rng.integers(1, 4, shape)
+        t1 = rng.uniform(0.8, 2.0, shape)
+        b1 = rng.uniform(0.7, 1.3, shape)
+        std = rng.uniform(0.05, 0.2, shape)
+        target = 0.1 + 0.9 * t1 + 0.5 * (b1 - 1)
+        out[f"sub-0{k + 1}"] = SubjectData({"t1": t1, "b1": b1, "t1_std": std}, target, np.ones(shape, bool), labels)
+    return out
+
+
+def test_linear_channels_recover_a_known_calibration(channel_subjects):
+    from qt1lib.calibrate import make_folds
+    from qt1lib.solutions import calibration, statistics
+
+    folds = make_folds(channel_subjects)
+    exact, voxels = calibration.linear_channel_cv(channel_subjects, folds, ["t1", "b1"])
+    line, _ = calibration.linear_channel_cv(channel_subjects, folds, ["t1"])
+    assert exact["rmse"].max() < 1e-9 and line["rmse"].min() > 0.05 and set(voxels["method"]) == {"t1+b1"}
+    gain = calibration.channel_gain(channel_subjects, folds)
+    assert gain["carries"] == "the B1+ map" and gain["rmse_b1"] == "0.000, 0.000 and 0.000 s"
+    assert gain["b1_where"] == "where B1+ departs furthest from 1"  # the B1 term is largest there
+    tests = statistics.t1_only_tests(channel_subjects, folds)
+    assert tests["n_significant"] == "3 of 3 tissues" and tests["floor"] == "0.125"
+
+
+def test_short_trainings_and_their_validation_rmse():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from qt1lib.config import StudyConfig
+    from qt1lib.solutions import calibration
+
+    config = StudyConfig.for_profile("quick").calibration
+    short = calibration.short_config(config, 3, 0.25, residual=False)
+    assert (short.max_epochs, short.patience, short.patches_per_epoch, short.residual) == (3, 3, 512, False)
+    assert calibration.short_config(config, 1, 0.001).patches_per_epoch == config.batch_size  # at least one batch
+    model = SimpleNamespace(config=config, history=pd.DataFrame({"val_loss": [0.25, 0.04]}),
+                            normalisation=SimpleNamespace(target_std=0.2))
+    assert calibration.validation_rmse(model) == pytest.approx([0.1, 0.04])
+
+
+def test_cost_estimates_scale_measured_steps(channel_subjects):
+    import dataclasses
+
+    import pandas as pd
+
+    from qt1lib.config import StudyConfig
+    from qt1lib.solutions import calibration
+
+    config = dataclasses.replace(StudyConfig.for_profile("smoke").calibration, channels=("t1",))
+    assert calibration.step_seconds(config, steps=1) > 0
+    history = pd.DataFrame({"seconds": [2.0, 2.0]})
+    centre = calibration.centre_cost(channel_subjects, config, history, 10)
+    assert centre["patches"] == "1,600" and centre["training"] == "1.3 min"  # 2 s x 10 epochs x 4 folds
+    assert centre["epochs"] == "10 epochs"
+
+
+def test_chapter_07_mixed_model_interval_narrows_with_voxels():
+    import pandas as pd
+
+    from qt1lib.solutions import statistics
+    from qt1lib.stats import mixed_model
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for subject in ("s1", "s2", "s3", "s4"):
+        offset = rng.normal(0, 0.02)
+        for method, shift in (("none", 0.0), ("resnet", -0.05)):
+            for tissue in ("WM", "cortical GM"):
+                reference = rng.uniform(1, 2, 400)
+                rows.append(pd.DataFrame({"fold": 1, "subject": subject, "method": method, "tissue": tissue,
+                                          "estimate": reference + 0.1 + shift + offset + rng.normal(0, 0.05, 400),
+                                          "reference": reference}))
+    voxels = pd.concat(rows, ignore_index=True)
+    mm = mixed_model(voxels, reference_method="none", max_voxels_per_cell=400, seed=0)
+    out = statistics.mixed_model_size(voxels, mm, 400, 0)
+    assert out["small_cells"] == "100" and out["expected"] == "2.00"
+    assert 1.5 < _num(out["shrink"]) < 2.6  # independent synthetic voxels: about sqrt(4)

@@ -200,7 +200,7 @@ def slope_stability(voxels: pd.DataFrame, voxels_pure: pd.DataFrame, purity: flo
     change = float((pure[estimator] - base[estimator]).abs().max())
     subjects = sorted(voxels["subject"].unique())
     names = list(dict.fromkeys(voxels["estimator"]))
-    seconds = mapping_seconds(names, brain_voxels, sigma, seed) * extra_subjects
+    seconds = mapping_seconds(names, brain_voxels, sigma, seed) * extra_subjects if extra_subjects else 0.0
     return {
         "subjects": ", ".join(f"sub-{s}" for s in subjects) if len(subjects) > 1 else f"sub-{subjects[0]} only",
         "spread_subjects_ms": format_number(spread, 0, "ms") if len(subjects) > 1 else "not measurable with one subject",
