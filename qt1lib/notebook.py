@@ -5,6 +5,10 @@ words what a number format cannot: "p < 0.001" rather than "p = 0.000", "20 epoc
 "20 to 20 epochs", "nowhere" rather than "at none s", "less than 0.1 µs" rather than "within 0.0 µs",
 and singular or plural as the count requires.
 
+Exercises' solutions (:func:`glue_solution`): each chapter's exercise runs a solution of
+:mod:`qt1lib.solutions`, times it and glues its texts and its runtime for the "What you should see"
+dropdown under the exercise; with the chapter parameter ``solutions = False`` it glues placeholders instead.
+
 Notebook parameters: declared in a chapter's parameters cell, validated where they are given.
 
 papermill only warns about a parameter that a notebook does not declare, and ``papermill -p``
