@@ -325,7 +325,7 @@ def width_cost(config: CalibrationConfig, history: pd.DataFrame, result, width: 
     }
 
 
-@answers("epochs", "rmse_two", "rmse_three", "compare", "estimate")
+@answers("epochs", "fraction_pct", "rmse_two", "rmse_three", "compare", "estimate")
 def second_input_short(subjects: Mapping, second: Mapping, fold: Fold, config: CalibrationConfig, seed: int,
                        history: pd.DataFrame, epochs: int = 3, fraction: float = 0.25, store=None):
     """Chapter 06 exercise 6: a short training of one fold on a second input against the chapter's input.
@@ -333,7 +333,7 @@ def second_input_short(subjects: Mapping, second: Mapping, fold: Fold, config: C
     Returns
     -------
     dict of str
-        The epochs, the last validation RMSE (s) on the second and on the chapter's input, which is lower
+        The epochs and the share of the patches trained, the last validation RMSE (s) on the second and on the chapter's input, which is lower
         ("the two-train input", "the three-train input", "neither"), and the full exercise's time: this
         chapter's measured training time (the same configuration on another input).
     """
@@ -342,6 +342,7 @@ def second_input_short(subjects: Mapping, second: Mapping, fold: Fold, config: C
     three = validation_rmse(train_short(subjects, fold, short, seed, store))[-1]
     return {
         "epochs": plural(short.max_epochs, "epoch"),
+        "fraction_pct": format_number(100 * fraction, 0, "%"),
         "rmse_two": format_number(two, 3, "s"), "rmse_three": format_number(three, 3, "s"),
         "compare": compare_text(three, two, "the two-train input", "the three-train input", "neither", digits=3),
         "estimate": format_duration(float(history["seconds"].sum())),

@@ -29,7 +29,7 @@ def _rmse_sd(summary: pd.DataFrame, method: str) -> pd.Series:
     return table[table["method"] == method].set_index("tissue")["rmse_sd"]
 
 
-@answers("seeds", "epochs", "seed_difference_ms", "fold_sd_ms", "compare", "network_time")
+@answers("seeds", "epochs", "fraction_pct", "seed_difference_ms", "fold_sd_ms", "compare", "network_time")
 def seed_noise(subjects: Mapping, fold: Fold, config: CalibrationConfig, seeds: Sequence[int], summary: pd.DataFrame,
                history: pd.DataFrame, epochs: int = 3, fraction: float = 0.25, store=None):
     """Exercise 1: how much two training seeds differ, against the network's fold-to-fold spread.
@@ -41,7 +41,7 @@ def seed_noise(subjects: Mapping, fold: Fold, config: CalibrationConfig, seeds: 
     Returns
     -------
     dict of str
-        The seeds, the epochs, the difference of the two validation RMSEs (ms), the network's standard
+        The seeds, the epochs and the share of the patches trained, the difference of the two validation RMSEs (ms), the network's standard
         deviation of the RMSE across folds (ms, mean over tissues), which is larger ("the seeds' difference",
         "the folds' spread", "neither"), and the networks' measured training time (a lower bound of the full run).
     """
@@ -53,6 +53,7 @@ def seed_noise(subjects: Mapping, fold: Fold, config: CalibrationConfig, seeds: 
     return {
         "seeds": " and ".join(str(s) for s in seeds),
         "epochs": plural(short.max_epochs, "epoch"),
+        "fraction_pct": format_number(100 * fraction, 0, "%"),
         "seed_difference_ms": format_number(difference, 1, "ms"),
         "fold_sd_ms": format_number(spread, 1, "ms"),
         "compare": compare_text(difference, spread, "the seeds' difference", "the folds' spread", "neither", digits=1),
