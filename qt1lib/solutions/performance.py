@@ -20,12 +20,28 @@ def _labels(timings: pd.DataFrame) -> dict[str, str]:
     return dict(zip(timings["estimator"], timings["label"]))
 
 
+def _timed_twice(estimators: Sequence[str], n_voxels: int, sigma: float, seed: int) -> pd.DataFrame:
+    """:func:`qt1lib.estimate.timing.time_estimators`, run twice, each estimator's faster fit kept.
+
+    In a process that has already timed the estimators, the builds are cached, but the first fit of a
+    volume of a new size can still pay a one-time cost (e.g. the B1-aware exact MAP: about ten times its
+    fit on the second run); the faster of two runs times the fit alone. The ratios are recomputed.
+    """
+    runs = [time_estimators(estimators, n_voxels=n_voxels, sigma=sigma, seed=seed, memory=False).set_index("estimator")
+            for _ in range(2)]
+    out = runs[0].copy()
+    out["fit_s"] = np.minimum(runs[0]["fit_s"], runs[1]["fit_s"])
+    out["ratio"] = out["fit_s"] / out.loc[REFERENCE, "fit_s"]
+    return out
+
+
 @answers("n_small", "n_chapter", "exponents", "exponent_range", "ratio_change_pct", "n_full", "full_estimate")
 def volume_scaling(timings: pd.DataFrame, estimators: Sequence[str], n_voxels: int, sigma: float, seed: int,
                    n_full: int, divisor: int = 10):
     """Exercise 1: does each fit time grow in proportion to the voxels, and do the ratios move?
 
-    :func:`qt1lib.estimate.timing.time_estimators` on ``n_voxels // divisor`` voxels (the cheap variant),
+    :func:`qt1lib.estimate.timing.time_estimators` on ``n_voxels // divisor`` voxels (the cheap variant; the
+    faster of two runs),
     against the chapter's ``timings`` on ``n_voxels``: per estimator the exponent ``k`` of
     ``fit time ~ voxels^k`` between the two sizes (1: proportional), the largest relative change of a ratio to
     the lookup table, and the time of a run on ``n_full`` voxels (the chapter's fits scaled linearly, plus its
@@ -40,7 +56,7 @@ def volume_scaling(timings: pd.DataFrame, estimators: Sequence[str], n_voxels: i
     n_voxels = require_integer("n_voxels", n_voxels, 100)
     divisor = require_integer("divisor", divisor, 2)
     n_small = n_voxels // divisor
-    small = time_estimators(estimators, n_voxels=n_small, sigma=sigma, seed=seed, memory=False).set_index("estimator")
+    small = _timed_twice(estimators, n_small, sigma, seed)
     chapter = timings.set_index("estimator")
     names = [n for n in chapter.index if n in small.index]
     exponent = {n: float(np.log(chapter.loc[n, "fit_s"] / small.loc[n, "fit_s"]) / np.log(n_voxels / n_small))
@@ -75,7 +91,7 @@ def noise_timing(timings: pd.DataFrame, estimators: Sequence[str], n_voxels: int
     """
     sigma = require_number("sigma", sigma, low=0, low_inclusive=False)
     n_small = require_integer("n_voxels", n_voxels, 100) // require_integer("divisor", divisor, 2)
-    noisy = time_estimators(estimators, n_voxels=n_small, sigma=sigma, seed=seed, memory=False).set_index("estimator")
+    noisy = _timed_twice(estimators, n_small, sigma, seed)
     chapter = timings.set_index("estimator")
     labels = _labels(timings)
     names = [n for n in chapter.index if n in noisy.index]
