@@ -19,7 +19,8 @@ calibrate      Patch-based ResNet-18 calibration, four folds leave one subject o
 stats          Error metrics per tissue and fold, paired tests, mixed model, Bland-Altman.
 workflow       The per-subject steps, with typed results, cached through the store.
 plots          Figure helpers shared by the chapters.
-notebook       Validation of a chapter's papermill parameters.
+notebook       Validation of a chapter's papermill parameters; the glued text; the exercises' glue.
+solutions      The exercises' solutions, on their cheap variants, one module per chapter.
 study          The study runner: papermill over the notebooks, then the book.
 """
 

@@ -5,6 +5,10 @@ words what a number format cannot: "p < 0.001" rather than "p = 0.000", "20 epoc
 "20 to 20 epochs", "nowhere" rather than "at none s", "less than 0.1 µs" rather than "within 0.0 µs",
 and singular or plural as the count requires.
 
+Exercises' solutions (:func:`glue_solution`): each chapter's exercise runs a solution of
+:mod:`qt1lib.solutions`, times it and glues its texts and its runtime for the "What you should see"
+dropdown under the exercise; with the chapter parameter ``solutions = False`` it glues placeholders instead.
+
 Notebook parameters: declared in a chapter's parameters cell, validated where they are given.
 
 papermill only warns about a parameter that a notebook does not declare, and ``papermill -p``
@@ -74,7 +78,13 @@ __all__ = [
     "format_values",
     "format_at_most",
     "training_stop_text",
+    "format_duration",
+    "compare_text",
+    "format_ratio",
     "glue_text",
+    "SOLUTION_NOT_RUN",
+    "usable_cores",
+    "glue_solution",
 ]
 
 #: First line of a chapter's parameters cell.
@@ -625,6 +635,50 @@ def training_stop_text(epochs: Any, max_epochs: int) -> str:
     return f"{first}; {stopped} of them stopped early and {at_limit} reached the limit of {plural(max_epochs, 'epoch')}."
 
 
+def format_duration(seconds: float) -> str:
+    """A measured duration for prose: ``"less than 0.1 s"``, ``"4.2 s"``, ``"3.5 min"``, ``"1.2 h"``.
+
+    Seconds with one decimal below a minute (never ``"0.0 s"``), minutes with one decimal below an
+    hour, hours above.
+    """
+    seconds = _finite(seconds, "seconds")
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise ValueError(f"seconds must be finite, got {seconds!r}")
+    if seconds < 0:
+        raise ValueError(f"seconds must be non-negative, got {seconds!r}")
+    if round(seconds, 1) < 60:
+        return format_at_most(seconds, 1, "s")
+    if round(seconds / 60, 1) < 60:
+        return format_number(seconds / 60, 1, "min")
+    return format_number(seconds / 3600, 1, "h")
+
+
+def compare_text(value: float, reference: float, more: str, less: str, same: str, digits: int = 2) -> str:
+    """The word for how ``value`` compares with ``reference`` at the precision the prose shows.
+
+    ``same`` when the two round to the same number at ``digits`` decimals (so that the prose never
+    says "more" beside two equal printed numbers), else ``more`` or ``less``. Example:
+    ``compare_text(1.234, 1.1, "longer", "shorter", "as long")`` is ``"longer"``.
+    """
+    value, reference = _finite(value, "value"), _finite(reference, "reference")
+    if value != value or reference != reference:
+        raise ValueError("value and reference must not be NaN")
+    if round(value, digits) == round(reference, digits):
+        return same
+    return more if value > reference else less
+
+
+def format_ratio(ratio: float, digits: int = 1) -> str:
+    """A ratio of two positive quantities for prose, after "(...)" or a dash: ``"3.3 times as large"``
+    from 1 up, ``"23 % of it"`` below 1 (never ``"0.2 times"``)."""
+    ratio = _finite(ratio, "ratio")
+    if not ratio > 0 or ratio == float("inf"):
+        raise ValueError(f"ratio must be positive and finite, got {ratio!r}")
+    if round(ratio, digits) >= 1:
+        return f"{format_number(ratio, digits)} times as large"
+    return f"{format_number(100 * ratio, 0)} % of it"
+
+
 def glue_text(key: str, text: str) -> str:
     """Glue ``text`` (a sentence or phrase for ``{glue:text}``) without showing it; returns it."""
     from myst_nb import glue
@@ -633,3 +687,62 @@ def glue_text(key: str, text: str) -> str:
         raise ValueError(f"text must be a str, got {type(text).__name__}")
     glue(key, text, display=False)
     return text
+
+
+# ============================================================================ exercises' solutions
+#: What a solution's texts read when the build did not run the solutions (``solutions = False``).
+SOLUTION_NOT_RUN = "(not computed in this build)"
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may use (``os.sched_getaffinity`` where available)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def glue_solution(key: str, solution: Any, *args: Any, enabled: bool = True, unavailable: str | None = None,
+                  **kwargs: Any) -> None:
+    """Run an exercise's solution, time it, and glue its texts and its runtime for the dropdown.
+
+    Parameters
+    ----------
+    key : str
+        The exercise's glue prefix, e.g. ``"ex02_1"``: each text ``name`` the solution declares
+        (:func:`qt1lib.solutions.answers`) is glued as ``{key}_{name}``, the runtime as
+        ``{key}_runtime`` (e.g. ``"1.3 s on 2 CPU cores"``, measured with :func:`time.perf_counter`).
+    solution : callable
+        A function decorated with :func:`qt1lib.solutions.answers`, called as
+        ``solution(*args, **kwargs)``.
+    enabled : bool
+        False (a chapter's ``solutions = False``): nothing runs; every text reads
+        :data:`SOLUTION_NOT_RUN` and the runtime says that the build skipped the solutions.
+    unavailable : str, optional
+        Why this exercise cannot run on the chapter's dataset (e.g. it needs the digital cohort's
+        truth): nothing runs, the texts read :data:`SOLUTION_NOT_RUN` and the runtime this reason.
+
+    Nothing is returned, so that a notebook cell that ends with this call shows no output.
+    """
+    import time
+
+    from .solutions import answer_names
+
+    if not isinstance(key, str) or not key.isidentifier():
+        raise ValueError(f"key must be an identifier (a glue prefix), got {key!r}")
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be True or False, got {enabled!r}")
+    names = answer_names(solution)
+    if unavailable is not None and (not isinstance(unavailable, str) or not unavailable.strip()):
+        raise ValueError(f"unavailable must be None or a reason, got {unavailable!r}")
+    if enabled and unavailable is None:
+        start = time.perf_counter()
+        texts = dict(solution(*args, **kwargs))
+        seconds = time.perf_counter() - start
+        texts["runtime"] = f"{format_duration(seconds)} on {plural(usable_cores(), 'CPU core')}"
+    else:
+        texts = dict.fromkeys(names, SOLUTION_NOT_RUN)
+        texts["runtime"] = (f"not measured: {unavailable}" if unavailable is not None and enabled else
+                            "not measured: this build skipped the solutions (`-p solutions False`)")
+    for name, text in texts.items():
+        glue_text(f"{key}_{name}", text)

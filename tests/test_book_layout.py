@@ -1,11 +1,12 @@
 """The chapters as readers meet them: captioned figures, folded code, glued prose that reads as prose,
-and pages that fit a phone.
+answers under every exercise, and pages that fit a phone.
 
 Fast tests check the glue helpers (:mod:`qt1lib.notebook`), the figure style (:mod:`qt1lib.plots`) and
 the chapters' sources. The slow tests read the rendered smoke book (``smoke_html``, built once per
 session from the smoke execution of every chapter): the phrases that glued numbers used to produce
 ("at none s", "20 to 20 epochs", "p = 0.000", "within 0.0 µs"), raw long floats and NaN in prose,
-figures without number, caption or alt text, code cells that are not folded, and, in headless Chromium
+figures without number, caption or alt text, code cells that are not folded, exercises without a folded
+"What you should see" that holds computed numbers and their runtime, and, in headless Chromium
 at 390 px, figures, tables and equations wider than the page without a scroll container. The interactive
 figures (:mod:`qt1lib.interactive`) are opened offline at 1280 and 390 px: they draw, fit the page, load
 nothing from another host, and their sliders swap in the curves of the grid point they select.
@@ -31,6 +32,7 @@ from qt1lib.notebook import (
     format_number,
     format_p,
     format_values,
+    SOLUTION_NOT_RUN,
     plural,
     training_stop_text,
 )
@@ -171,6 +173,33 @@ def test_chapter_folds_its_code_and_captions_every_figure(chapter):
         assert alt and len(alt.group(1)) > 40, f"{key}: alt text says what the figure shows"
         assert len(caption) > 40, f"{key}: the caption gives the figure's message"
     assert "```{admonition} Take-home" in markdown and "{glue:text}`" in markdown.split("```{admonition} Take-home")[1]
+
+
+#: A glued solution runtime (:func:`qt1lib.notebook.glue_solution`), e.g. "less than 0.1 s on 2 CPU cores".
+SOLUTION_RUNTIME = re.compile(r"(?:less than )?\d+(?:\.\d)? (?:s|min|h) on \d+ CPU cores?")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.path.name)
+def test_every_exercise_has_a_solution_cell_and_a_dropdown(chapter):
+    """In the source: after the Exercises heading, each numbered exercise is followed by a folded code cell that
+    calls glue_solution with the exercise's key and by a "What you should see" dropdown that shows its runtime."""
+    nb = nbformat.read(chapter.path, as_version=4)
+    start = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Exercises" in c.source)
+    cells = nb.cells[start:]
+    items = [int(m.group(1)) for c in cells if c.cell_type == "markdown"
+             for m in re.finditer(r"^(\d+)\. ", c.source.split("## Exercises")[-1], re.M)]
+    assert items == list(range(1, len(items) + 1)) and items, "exercises numbered 1, 2, ..."
+    code = [c for c in cells if c.cell_type == "code"]
+    dropdowns = [c for c in cells if c.cell_type == "markdown" and c.source.startswith("```{dropdown} What you should see")]
+    assert len(code) == len(dropdowns) == len(items), "one solution cell and one dropdown per exercise"
+    for k, (cell, dropdown) in enumerate(zip(code, dropdowns), 1):
+        key = f"ex{chapter.key}_{k}"
+        assert "hide-input" in cell.metadata.get("tags", []) and f'glue_solution("{key}"' in cell.source, key
+        assert "enabled=solutions" in cell.source, f"{key}: the solutions parameter switches it"
+        glued = set(re.findall(r"\{glue:text\}`(ex\d\d_\d+)_\w+`", dropdown.source))
+        assert glued == {key} and f"{{glue:text}}`{key}_runtime`" in dropdown.source, key
+    solutions = chapter.declared_parameters()["solutions"]
+    assert solutions.default is True and str(solutions.type) == "bool"
 
 
 # ============================================================================ the rendered book
@@ -472,3 +501,33 @@ def test_plotly_check_sees_a_request_to_another_host(tmp_path):
     report = plotly_report(page, PHONE_WIDTH, tmp_path / "netlog.json")
     assert report["requests"] == ["https://cdn.example.org/plot.png"]
     assert report["plotly"] == "undefined" and report["figures"] == []
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_every_exercise_shows_what_you_should_see(pages):
+    """Under every exercise of the smoke book: a collapsed "What you should see" dropdown with at least one glued
+    value and the glued runtime of its solution."""
+    from bs4 import BeautifulSoup
+
+    problems = []
+    for stem, page in pages.items():
+        section = BeautifulSoup(page.read_text(), "html.parser").find("section", id="exercises")
+        if section is None:
+            problems.append(f"{stem}: no Exercises section")
+            continue
+        exercises = [li for ol in section.find_all("ol", recursive=False) for li in ol.find_all("li", recursive=False)]
+        dropdowns = [d for d in section.select("details.sd-dropdown")
+                     if d.summary is not None and "What you should see" in d.summary.get_text()]
+        if not exercises or len(dropdowns) != len(exercises):
+            problems.append(f"{stem}: {len(exercises)} exercises, {len(dropdowns)} 'What you should see' dropdowns")
+        for k, dropdown in enumerate(dropdowns, 1):
+            glued = [p.get_text(" ", strip=True) for p in dropdown.select("span.pasted-text")]
+            runtimes = [g for g in glued if SOLUTION_RUNTIME.fullmatch(g)]
+            if dropdown.has_attr("open"):
+                problems.append(f"{stem}, exercise {k}: the answer is open, not folded")
+            if len(runtimes) != 1 or len(glued) < 2:
+                problems.append(f"{stem}, exercise {k}: {len(glued) - len(runtimes)} glued values and runtimes {runtimes}")
+            if SOLUTION_NOT_RUN in glued:
+                problems.append(f"{stem}, exercise {k}: the smoke build did not compute its solution")
+    assert not problems, "\n".join(problems)
