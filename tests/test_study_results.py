@@ -93,7 +93,7 @@ def test_chapters_06_and_07_share_the_calibration_parameters():
         assert p06 == {k: p07[k] for k in p06}, profile
         # every network knob is a CalibrationConfig field of the same name, so the config follows the notebook
         assert CONFIG_FIELDS >= set(p06) - {"bids_dir", "work_dir", "profile", "seed", "calibration_input", "device", "threads",
-                                            "comparison_inputs", "comparison_network"}
+                                            "comparison_inputs", "comparison_network", "solutions"}
 
 
 # ------------------------------------------------------------------ the shared tables
