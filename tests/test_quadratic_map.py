@@ -106,11 +106,6 @@ def test_auto_uses_the_quadratic_form_for_mp3rage_and_keeps_nan_voxels_nan():
     np.testing.assert_allclose(again.map, post.map[100:], rtol=1e-6)
 
 
-def test_table_method_still_rejects_three_readouts():
-    with pytest.raises(ValueError, match="two used readouts"):
-        ExactMAPModel(SEED_7T_MP3RAGE, SIGMA, method="table")
-
-
 def test_gaussian_b1_marginalisation_matches_a_fine_quadrature_at_the_seed_noise():
     """Chapter 08's volume (sigma 0.005): the Gaussian B1 integral against 41 Gauss-Hermite nodes."""
     from qt1lib.estimate.timing import simulate_volume
@@ -124,3 +119,18 @@ def test_gaussian_b1_marginalisation_matches_a_fine_quadrature_at_the_seed_noise
     assert np.max(np.abs(fast.map - fine.map)) < 1e-3
     assert np.max(np.abs(fast.std - fine.std) / fine.std) < 0.01
     assert np.max(np.abs(fast.mean - fine.mean) / fine.std) < 0.01
+
+
+def test_b1_expansion_gives_the_derivatives_of_a_smooth_function():
+    """The cubic through 4 B1 rows (step 0.01) reproduces sin(3 B1) and its first two derivatives."""
+    from qt1lib.estimate.quadratic_map import QuadraticEvaluator
+
+    evaluator = QuadraticEvaluator(ExactMAPModel(SEED_7T_MP3RAGE, SIGMA), True)
+    b1 = np.array([0.733, 1.0, 1.2345])
+    first, weights, inside = evaluator._b1_expansion(b1)
+    f = np.sin(3 * evaluator.dictionary.b1)
+    got = np.einsum("krm,rm->km", weights, np.stack([f[first + r] for r in range(4)]))
+    assert inside.all()
+    np.testing.assert_allclose(got[0], np.sin(3 * b1), atol=1e-7)
+    np.testing.assert_allclose(got[1], 3 * np.cos(3 * b1), atol=1e-5)
+    np.testing.assert_allclose(got[2], -9 * np.sin(3 * b1), atol=1e-2)

@@ -46,7 +46,7 @@ from .posterior_table import (
     stored_posterior_table,
     sufficient_statistics,
 )
-from .quadratic_map import QUADRATIC_CHUNK, QuadraticEvaluator
+from .quadratic_map import QUADRATIC_CHUNK, QuadraticEvaluator, quadratic_dictionary
 
 __all__ = [
     "PosteriorT1",
@@ -626,6 +626,7 @@ class ExactMAPModel:
     def clear_dictionaries() -> None:
         """Free the cached dictionaries and posterior tables of every model (a B1 dictionary holds tens of MB)."""
         _build_table.cache_clear()
+        quadratic_dictionary.cache_clear()
         posterior_table.cache_clear()
         stored_posterior_table.cache_clear()
 

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache, reduce
+from math import perm
 
 import numpy as np
 
@@ -74,6 +75,8 @@ _NEWTON_STEPS = 4
 #: Gaussian B1 marginalisation: accepted where the cubic term of the log-likelihood in B1 changes it
 #: by at most ``LAPLACE_CUBIC`` over the integrand's support (module docstring); else Gauss-Hermite.
 LAPLACE_CUBIC = 0.02
+#: Monomial coefficients of the cubic through B1 rows at -1, 0, 1, 2 (in B1 steps) from the rows' values.
+_CUBIC_B1 = np.linalg.inv(np.vander(np.arange(-1.0, 3.0), 4, increasing=True))
 #: That bound is checked at the coarse maximum and this many coarse nodes on either side (+-0.29 in log T1).
 _CHECK_REACH = 4
 #: The narrow window: ``2 * _WINDOW_HALF + 1`` dense nodes, the dense stride nearest to
@@ -287,11 +290,9 @@ class QuadraticEvaluator:
         inside = (j >= 1) & (j + 2 <= len(nodes) - 1)
         j = np.clip(j, 1, len(nodes) - 3)
         x = (b1 - nodes[j]) / step  # in [0, 1) between rows j and j + 1
-        inverse = np.linalg.inv(np.vander(np.arange(-1.0, 3.0), 4, increasing=True))  # monomial coefficients
-        powers = np.stack([np.ones_like(x), x, x**2, x**3])
-        derivative = [powers, np.stack([0 * x, np.ones_like(x), 2 * x, 3 * x**2]),
-                      np.stack([0 * x, 0 * x, 2 * np.ones_like(x), 6 * x]), np.stack([0 * x, 0 * x, 0 * x, 6 * np.ones_like(x)])]
-        weights = np.stack([np.einsum("im,ir->rm", derivative[order], inverse) / step**order for order in range(4)])
+        # d^k/dx^k of x^i is i!/(i - k)! x^(i - k); the cubic's monomial coefficients are _CUBIC_B1 @ rows
+        derivatives = np.stack([np.stack([perm(i, k) * x ** max(i - k, 0) for i in range(4)]) for k in range(4)])
+        weights = np.einsum("kim,ir->krm", derivatives, _CUBIC_B1) / step ** np.arange(4)[:, None, None]
         return j - 1, weights, inside
 
     def _laplace(self, table: np.ndarray, mvec: np.ndarray, first: np.ndarray, weights: np.ndarray, sd: float,
