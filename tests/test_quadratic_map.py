@@ -121,16 +121,40 @@ def test_gaussian_b1_marginalisation_matches_a_fine_quadrature_at_the_seed_noise
     assert np.max(np.abs(fast.mean - fine.mean) / fine.std) < 0.01
 
 
-def test_b1_expansion_gives_the_derivatives_of_a_smooth_function():
-    """The cubic through 4 B1 rows (step 0.01) reproduces sin(3 B1) and its first two derivatives."""
-    from qt1lib.estimate.quadratic_map import QuadraticEvaluator
+def test_b1_tables_give_the_derivatives_of_a_smooth_function():
+    """The B1 marginalisation's tables (spline in B1, step 0.01) hold sin(3 B1) and its first three derivatives."""
+    from qt1lib.estimate.quadratic_map import QuadraticEvaluator, _b1_tables
 
     evaluator = QuadraticEvaluator(ExactMAPModel(SEED_7T_MP3RAGE, SIGMA), True)
-    b1 = np.array([0.733, 1.0, 1.2345])
-    first, weights, inside = evaluator._b1_expansion(b1)
-    f = np.sin(3 * evaluator.dictionary.b1)
-    got = np.einsum("krm,rm->km", weights, np.stack([f[first + r] for r in range(4)]))
-    assert inside.all()
-    np.testing.assert_allclose(got[0], np.sin(3 * b1), atol=1e-7)
-    np.testing.assert_allclose(got[1], 3 * np.cos(3 * b1), atol=1e-5)
-    np.testing.assert_allclose(got[2], -9 * np.sin(3 * b1), atol=1e-2)
+    b1 = evaluator.dictionary.b1
+    nodal, third = _b1_tables(np.sin(3 * b1)[:, None, None], b1)
+    inner = slice(3, -3)  # the not-a-knot ends are less accurate
+    np.testing.assert_allclose(nodal[inner, 0, 0], np.sin(3 * b1[inner]), atol=1e-12)
+    np.testing.assert_allclose(nodal[inner, 0, 1], 3 * np.cos(3 * b1[inner]), atol=1e-6)
+    np.testing.assert_allclose(nodal[inner, 0, 2], -9 * np.sin(3 * b1[inner]), atol=1e-3)
+    mid = 0.5 * (b1[1:] + b1[:-1])
+    np.testing.assert_allclose(third[inner, 0, 0], -27 * np.cos(3 * mid[inner]), atol=0.05)
+    j, x, inside = evaluator._b1_interval(np.array([0.733, 1.0, 1.2345, 5.0]))
+    assert inside.tolist() == [True, True, True, False]
+    np.testing.assert_allclose(b1[j[:3]] + x[:3] * (b1[1] - b1[0]), [0.733, 1.0, 1.2345])
+
+
+@pytest.mark.parametrize("protocol", [SEED_7T_MP2RAGE, SEED_7T_MP3RAGE], ids=["table", "quadratic"])
+def test_the_thread_count_does_not_change_a_number(protocol):
+    """Chunks run on a thread pool, each with one BLAS thread: 1 and 3 threads give the same bytes."""
+    y, _, b1 = _voxels(900, protocol, seed=21, snr=(5.0, 200.0))
+    fits = [ExactMAPModel(protocol, SIGMA, chunk_size=128, n_threads=n).fit(y, b1=b1) for n in (1, 3)]
+    for name in ("map", "mean", "std", "valid"):
+        np.testing.assert_array_equal(getattr(fits[0], name), getattr(fits[1], name))
+
+
+def test_default_threads_follows_omp_num_threads(monkeypatch):
+    from qt1lib.cpus import default_threads, usable_cpus
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() == 1 and ExactMAPModel(SEED_7T_MP2RAGE, SIGMA).n_threads == 1
+    for unusable in ("", "0", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert default_threads() == usable_cpus() >= 1
+    with pytest.raises(ValueError, match="n_threads"):
+        ExactMAPModel(SEED_7T_MP2RAGE, SIGMA, n_threads=0)

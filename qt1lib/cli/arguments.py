@@ -10,12 +10,12 @@ chapters share one configuration and one cache.
 from __future__ import annotations
 
 import argparse
-import os
 import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import B1_UNITS, PROFILES, PipelineConfig, StudyConfig
+from ..cpus import usable_cpus
 
 __all__ = ["LEVELS", "Options", "qt1_parser", "cohort_parser", "parse_qt1", "default_workers"]
 
@@ -48,11 +48,8 @@ exit status: 0 done; 1 a participant or the group step failed (each failure is n
 
 
 def default_workers() -> int:
-    """The CPU cores this process may use (``os.sched_getaffinity`` where available)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    """The CPU cores this process may use (:func:`qt1lib.cpus.usable_cpus`)."""
+    return usable_cpus()
 
 
 def _positive_float(text: str) -> float:

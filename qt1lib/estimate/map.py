@@ -25,6 +25,7 @@ absorbs M0 and the receive field, so only the ratio signal / sigma matters.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -33,6 +34,7 @@ from scipy.interpolate import CubicSpline
 from scipy.stats import chi2
 from threadpoolctl import threadpool_limits
 
+from ..cpus import default_threads
 from ..protocols import MPnRAGEProtocol
 from ..sequences import gre_signals, uni
 from ..validate import require_integer, require_number
@@ -433,6 +435,27 @@ def _gregory_weights(n: int) -> np.ndarray:
 
 
 
+class _SerialPool:
+    """The interface of :class:`concurrent.futures.ThreadPoolExecutor` used here, in the calling thread."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    @staticmethod
+    def map(function, items):
+        return map(function, items)
+
+
+def _chunk_pool(n_threads: int, n_chunks: int):
+    """A pool of ``min(n_threads, n_chunks)`` threads for the chunks of a fit (NumPy releases the GIL
+    in its array loops), or the calling thread alone where that is one."""
+    workers = min(n_threads, n_chunks)
+    return ThreadPoolExecutor(workers) if workers > 1 else _SerialPool()
+
+
 class ExactMAPModel:
     """Exact posterior of T1 from complex GRE data, scale marginalised, B1-aware, vectorised.
 
@@ -542,6 +565,11 @@ class ExactMAPModel:
         B1 span of the table's rows, within the B1 grid (default
         :data:`qt1lib.estimate.posterior_table.TABLE_B1_RANGE`, 0.5..1.5, the issue's accuracy
         range; a row every 0.1 of B1 takes about 1 s to build with Jeffreys' prior, 1.5 s flat).
+    n_threads : int, optional
+        Threads over which the chunks of the table and the quadratic-form evaluations are shared
+        (NumPy releases the GIL in its array loops; each chunk's BLAS calls use one thread, so the
+        numbers do not depend on it). Default :func:`default_threads`: the CPUs this process may
+        use, or ``OMP_NUM_THREADS`` where it is set (dask's workers set it to 1).
     """
 
     def __init__(
@@ -562,6 +590,7 @@ class ExactMAPModel:
         method: str = "auto",
         table_b1_range: tuple[float, float] = TABLE_B1_RANGE,
         store: object | None = None,
+        n_threads: int | None = None,
     ):
         self.protocol = protocol
         self.sigma = _check_sigma(sigma)
@@ -601,6 +630,7 @@ class ExactMAPModel:
             raise ValueError(f"table_b1_range must be (min, max) within the B1 grid [{start}, {stop}], got {table_b1_range!r}")
         self.table_b1_range = (tlo, thi)
         self.store = _check_store(store)
+        self.n_threads = default_threads() if n_threads is None else require_integer("n_threads", n_threads, 1)
         #: Counts of the last :meth:`fit`: voxels fitted, by the table, by the quadratic-form
         #: evaluation, by the grid (all of them for ``method="grid"``), and of those sent to the
         #: grid because their B1 lies outside the table's rows.
@@ -979,40 +1009,51 @@ class ExactMAPModel:
         limit = None if self.gof_alpha is None else self.sigma**2 * chi2.isf(self.gof_alpha, 2 * self.n_used - 3)
         if with_b1:  # sort voxels by B1 so that a chunk touches few B1 nodes
             todo = todo[np.argsort(b1[todo], kind="stable")]
-        rest = []
-        for begin in range(0, len(todo), QUADRATIC_CHUNK):  # loop over chunks of voxels
-            sel = todo[begin : begin + QUADRATIC_CHUNK]
+        chunks = [todo[begin : begin + QUADRATIC_CHUNK] for begin in range(0, len(todo), QUADRATIC_CHUNK)]
+
+        def evaluate(sel: np.ndarray) -> tuple[np.ndarray, ...]:
             b1_chunk = b1[sel] if with_b1 else np.ones(len(sel))
             positions = [self._b1_position(table, b1_chunk + off) for off in offsets]
-            # one BLAS thread: the matrix products then round the same way whatever the machine's or
-            # a dask worker's thread settings (byte-identical derivatives; about 7 % slower on 2 cores)
-            with threadpool_limits(1, user_api="blas"):
-                t1_map, mean, std, proj_max, left = evaluator.fit(y[sel], positions, log_weights, b1_chunk, b1_sd)
-            done, keep = sel[~left], ~left
-            out["map"][done], out["mean"][done], out["std"][done] = t1_map[keep], mean[keep], std[keep]
-            if limit is None:
-                valid[done] = True
-            else:
-                valid[done] = (np.abs(y[done]) ** 2).sum(axis=1) - proj_max[keep] <= limit
-            rest.append(sel[left])
+            return evaluator.fit(y[sel], positions, log_weights, b1_chunk, b1_sd)
+
+        rest = []
+        # one BLAS thread per chunk: the matrix products then round the same way whatever the
+        # machine's, a dask worker's or this model's thread settings (byte-identical derivatives)
+        with threadpool_limits(1, user_api="blas"), _chunk_pool(self.n_threads, len(chunks)) as pool:
+            for sel, (t1_map, mean, std, proj_max, left) in zip(chunks, pool.map(evaluate, chunks)):  # loop over chunks, in order
+                self._store_quadratic(y, sel, t1_map, mean, std, proj_max, left, limit, out, valid, rest)
         rest = np.concatenate(rest) if rest else np.zeros(0, dtype=np.int64)
         self.fit_info.update(quadratic=int(todo.size - rest.size), grid=int(rest.size))
         return rest
+
+    @staticmethod
+    def _store_quadratic(y, sel, t1_map, mean, std, proj_max, left, limit, out, valid, rest) -> None:
+        """Write one chunk's quadratic-form results into ``out`` and ``valid``; append its left voxels to ``rest``."""
+        done, keep = sel[~left], ~left
+        out["map"][done], out["mean"][done], out["std"][done] = t1_map[keep], mean[keep], std[keep]
+        if limit is None:
+            valid[done] = True
+        else:
+            valid[done] = (np.abs(y[done]) ** 2).sum(axis=1) - proj_max[keep] <= limit
+        rest.append(sel[left])
 
     def _fit_table(self, y, b1, todo, out, valid) -> np.ndarray:
         """The table evaluation of voxels ``todo``; returns those left to the grid evaluation."""
         table = self.posterior_table(b1 is not None)
         limit = None if self.gof_alpha is None else self.sigma**2 * chi2.isf(self.gof_alpha, 2 * self.n_used - 3)
-        rest = []
-        for begin in range(0, len(todo), TABLE_CHUNK):  # loop over chunks of voxels
-            sel = todo[begin : begin + TABLE_CHUNK]
+        chunks = [todo[begin : begin + TABLE_CHUNK] for begin in range(0, len(todo), TABLE_CHUNK)]
+
+        def evaluate(sel: np.ndarray):
             a, b, c = sufficient_statistics(y[sel].T)
-            res = evaluate_table(table, a, b, c, self.sigma, None if b1 is None else b1[sel], limit)
-            done = sel[~res.fallback]
-            keep = ~res.fallback
-            out["map"][done], out["mean"][done], out["std"][done] = res.map[keep], res.mean[keep], res.std[keep]
-            valid[done] = res.valid[keep]
-            rest.append(sel[res.fallback])
+            return evaluate_table(table, a, b, c, self.sigma, None if b1 is None else b1[sel], limit)
+
+        rest = []
+        with threadpool_limits(1, user_api="blas"), _chunk_pool(self.n_threads, len(chunks)) as pool:
+            for sel, res in zip(chunks, pool.map(evaluate, chunks)):  # loop over chunks, in order
+                done, keep = sel[~res.fallback], ~res.fallback
+                out["map"][done], out["mean"][done], out["std"][done] = res.map[keep], res.mean[keep], res.std[keep]
+                valid[done] = res.valid[keep]
+                rest.append(sel[res.fallback])
         rest = np.concatenate(rest) if rest else np.zeros(0, dtype=np.int64)
         outside = 0
         if b1 is not None and rest.size:

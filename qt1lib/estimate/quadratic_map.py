@@ -20,9 +20,12 @@ cubic splines of ``g``) and evaluates the posterior with few nodes per voxel:
    (one matrix product per B1 node of the chunk; with a B1 map, linear in B1 between the two
    bracketing B1 nodes).
    *B1 marginalised* (``b1_sd > 0``): the log-likelihood is expanded to second order in B1 about
-   the map's value, with the derivatives of the cubic through the 4 B1 nodes about it, and the
-   Gaussian integral over B1 ~ N(b1, b1_sd^2) is taken in closed form (the Laplace method,
-   Tierney & Kadane 1986; :meth:`QuadraticEvaluator._laplace`). Where the cubic term could change
+   the map's value, and the Gaussian integral over B1 ~ N(b1, b1_sd^2) is taken in closed form
+   (the Laplace method, Tierney & Kadane 1986; :meth:`QuadraticEvaluator._laplace`). The value
+   and the first two B1 derivatives of the dictionary's columns are tabulated once at the B1
+   nodes from the not-a-knot cubic spline in B1 (:func:`_b1_tables`) and interpolated linearly
+   in B1 per voxel, so the expansion costs one matrix product per block of voxels that share a
+   B1 interval. Where the cubic term (the spline's third derivative on that interval) could change
    the log-likelihood by more than ``LAPLACE_CUBIC`` over the integrand's support (at high SNR,
    where the data pin B1 down better than the map), the Gauss-Hermite quadrature of the grid
    evaluation (``n_b1_quadrature`` nodes, combined by log-sum-exp) is used instead. At the seed's
@@ -58,7 +61,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache, reduce
-from math import perm
 
 import numpy as np
 
@@ -75,8 +77,8 @@ _NEWTON_STEPS = 4
 #: Gaussian B1 marginalisation: accepted where the cubic term of the log-likelihood in B1 changes it
 #: by at most ``LAPLACE_CUBIC`` over the integrand's support (module docstring); else Gauss-Hermite.
 LAPLACE_CUBIC = 0.02
-#: Monomial coefficients of the cubic through B1 rows at -1, 0, 1, 2 (in B1 steps) from the rows' values.
-_CUBIC_B1 = np.linalg.inv(np.vander(np.arange(-1.0, 3.0), 4, increasing=True))
+#: Voxels per block of the B1 marginalisation's arithmetic (its arrays then stay in the CPU's cache).
+_LAPLACE_BLOCK = 2048
 #: That bound is checked at the coarse maximum and this many coarse nodes on either side (+-0.29 in log T1).
 _CHECK_REACH = 4
 #: The narrow window: ``2 * _WINDOW_HALF + 1`` dense nodes, the dense stride nearest to
@@ -169,6 +171,20 @@ def quadratic_dictionary(
     return QuadraticDictionary(table.u, table.b1, pairs, values, slopes, curvatures)
 
 
+def _b1_tables(values: np.ndarray, b1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The B1 marginalisation's tables of :meth:`QuadraticEvaluator._laplace` from ``values`` (n_b1, n_cols, n_nodes).
+
+    Returns ``nodal`` (n_b1, n_cols, 3 n_nodes): the values and their first and second
+    derivatives in B1 at the B1 nodes ``b1``, side by side, and ``third`` (n_b1 - 1, n_cols,
+    n_nodes): the third derivative on each interval, all of the not-a-knot cubic spline in B1.
+    """
+    from scipy.interpolate import CubicSpline
+
+    spline = CubicSpline(b1, values, axis=0)
+    nodal = np.concatenate([values, spline(b1, 1), spline(b1, 2)], axis=-1)
+    return np.ascontiguousarray(nodal), np.ascontiguousarray(6.0 * spline.c[0])
+
+
 def data_products(y: np.ndarray, sigma: float) -> np.ndarray:
     """The data's numbers of the quadratic form: ``Re(y_r conj(y_s)) / (2 sigma^2)`` per pair, then 1.
 
@@ -231,6 +247,8 @@ class QuadraticEvaluator:
         self.du_c = self.u_c[1] - self.u_c[0]
         self.n_c = len(self.u_c)
         self.coarse = np.ascontiguousarray(np.transpose(d.values[:, ::stride], (0, 2, 1)))
+        self._laplace_ready = len(d.b1) >= 4  # the B1 marginalisation's spline needs 4 nodes
+        self._coarse_b1 = _b1_tables(self.coarse, d.b1) if self._laplace_ready else None
         t1_c = np.exp(self.u_c)
         base = self.du_c * _gregory_weights(self.n_c) * t1_c  # Jacobian dT1 = T1 du
         # columns: normalisation, sum T1, sum T1^2, sum u, sum u^2
@@ -242,6 +260,7 @@ class QuadraticEvaluator:
             lo_idx = np.arange(0, END_STEPS * stride + 1, stride // END_REFINE)
             hi_idx = len(d.u) - 1 - lo_idx[::-1]
             self._end_tables = [np.ascontiguousarray(np.transpose(d.values[:, idx], (0, 2, 1))) for idx in (lo_idx, hi_idx)]
+            self._end_b1 = [_b1_tables(t, d.b1) for t in self._end_tables] if self._laplace_ready else None
             fine = self.du_c / END_REFINE * _gregory_weights(len(lo_idx))
             self._end_weights = [np.stack([fine * np.exp(d.u[idx]) ** p for p in (1, 2, 3)], axis=1)
                                  for idx in (lo_idx, hi_idx)]
@@ -278,67 +297,84 @@ class QuadraticEvaluator:
         """Log-likelihood on the coarse nodes, (m, n_coarse), per B1 quadrature node."""
         return self._products(self.coarse, mvec, positions)
 
-    def _b1_expansion(self, b1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows and weights of the cubic in B1 through the 4 B1 nodes about each voxel's ``b1``.
-
-        Returns the first of the 4 rows (m,), the weights (4 derivative orders, 4 rows, m) of
-        the value and of the first three derivatives in B1 at ``b1``, and whether the 4 rows exist.
-        """
+    def _b1_interval(self, b1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The B1 interval of each voxel: its lower node ``j``, the fraction ``x`` in [0, 1] of the step, and whether it exists."""
         nodes = self.dictionary.b1
         step = nodes[1] - nodes[0]
         j = np.floor((b1 - nodes[0]) / step).astype(np.int64)
-        inside = (j >= 1) & (j + 2 <= len(nodes) - 1)
-        j = np.clip(j, 1, len(nodes) - 3)
-        x = (b1 - nodes[j]) / step  # in [0, 1) between rows j and j + 1
-        # d^k/dx^k of x^i is i!/(i - k)! x^(i - k); the cubic's monomial coefficients are _CUBIC_B1 @ rows
-        derivatives = np.stack([np.stack([perm(i, k) * x ** max(i - k, 0) for i in range(4)]) for k in range(4)])
-        weights = np.einsum("kim,ir->krm", derivatives, _CUBIC_B1) / step ** np.arange(4)[:, None, None]
-        return j - 1, weights, inside
+        inside = (j >= 0) & (j <= len(nodes) - 2)
+        j = np.clip(j, 0, len(nodes) - 2)
+        return j, (b1 - nodes[j]) / step, inside
 
-    def _laplace(self, table: np.ndarray, mvec: np.ndarray, first: np.ndarray, weights: np.ndarray, sd: float,
-                 check: bool = True):
+    def _laplace(self, tables: tuple[np.ndarray, np.ndarray], mvec: np.ndarray, j: np.ndarray, x: np.ndarray,
+                 sd: float, check: bool = True):
         """The log-likelihood averaged over B1 ~ N(b1, sd^2), Gaussian in B1, on fixed nodes.
 
-        With ``l(b1 + d) = a0 + a1 d + a2 d^2 / 2`` (the cubic through 4 B1 nodes about ``b1`` gives
-        the ``a``), ``log int exp(l) N(d; 0, sd^2) dd = a0 + a1^2 sd^2 / (2 D) - log(D) / 2`` with
-        ``D = 1 - a2 sd^2`` (a Gaussian integral; the Laplace method, Tierney & Kadane 1986,
-        J. Am. Stat. Assoc. 81:82, exact for a quadratic ``l``). Returns it, the data term (the prior
-        column removed) at ``b1``, and (``check``) the bound ``|a3| r^3 / 6`` of the cubic term over
-        ``r = |d*| + 3 sd / sqrt(D)``, the integrand's peak ``d* = a1 sd^2 / D`` plus three of its
-        stds (``inf`` where ``D <= 0``). The voxels must be sorted by B1 (``first`` non-decreasing).
+        With ``l(b1 + d) = a0 + a1 d + a2 d^2 / 2``, ``log int exp(l) N(d; 0, sd^2) dd =
+        a0 + a1^2 sd^2 / (2 D) - log(D) / 2`` with ``D = 1 - a2 sd^2`` (a Gaussian integral; the
+        Laplace method, Tierney & Kadane 1986, J. Am. Stat. Assoc. 81:82, exact for a quadratic
+        ``l``). ``a0``, ``a1`` and ``a2`` are the log-likelihood and its first two derivatives in
+        B1 at the voxel's ``b1``, linear in B1 between the nodes of :func:`_b1_tables` (as the
+        grid evaluation's signals are); ``a3`` is the third derivative of the cubic spline in B1
+        on the voxel's interval. ``tables`` is the output of :func:`_b1_tables`; the voxels must
+        be sorted by B1 (``j`` non-decreasing); ``j, x`` from :meth:`_b1_interval`.
+
+        Returns
+        -------
+        ll : ndarray, shape (m, n_nodes)
+            That log-likelihood (NaN where ``D <= 0``).
+        k, data_top, cubic : ndarray, shape (m,)
+            Only with ``check``: the node of the maximum of ``ll``, the data term there (``a0``
+            without the prior column) and the bound ``|a3| r^3 / 6`` of the cubic term over
+            ``r = |d*| + 3 sd / sqrt(D)``, the integrand's peak ``d* = a1 sd^2 / D`` plus three of
+            its stds, at the maximum and ``_CHECK_REACH`` nodes on either side of it (where the
+            posterior's mass lies: a wide posterior's std is at least one coarse step; ``inf``
+            where ``D <= 0`` there).
         """
-        m, n_nodes = mvec.shape[0], table.shape[-1]
-        n_cols = table.shape[1]
-        orders = 4 if check else 3
-        # a_k = sum_r W_kr (mvec @ table[first + r]) = X_k @ [table[first]; ...; table[first + 3]] with
-        # X_k = (W_kr mvec_p) over (r, p): one matrix product per B1 row of the chunk
-        x = (weights[:orders].transpose(2, 0, 1)[:, :, :, None] * mvec[:, None, None, :]).reshape(m, orders, 4 * n_cols)
-        a = np.empty((m, orders, n_nodes))
-        prior = np.empty((m, n_nodes))
-        if np.any(np.diff(first) < 0):
+        nodal, third = tables
+        m, (_, n_cols, n_three) = mvec.shape[0], nodal.shape
+        n_nodes = n_three // 3
+        if np.any(np.diff(j) < 0):
             raise ValueError("the voxels of a chunk must be sorted by B1")
-        starts = np.flatnonzero(np.diff(first, prepend=first[0] - 1))
-        for begin, end in zip(starts, list(starts[1:]) + [m]):  # loop over the B1 rows of the chunk (contiguous)
-            jj = first[begin]
-            rows = table[jj : jj + 4]
-            a[begin:end] = (x[begin:end].reshape(-1, 4 * n_cols) @ rows.reshape(4 * n_cols, n_nodes)).reshape(
-                end - begin, orders, n_nodes)
-            prior[begin:end] = weights[0][:, begin:end].T @ rows[:, -1]
+        # the data side of the linear interpolation in B1: [(1 - x) m, x m] against the rows [T_j; T_j+1]
+        weighted = np.concatenate([(1.0 - x)[:, None] * mvec, x[:, None] * mvec], axis=1)
         s2 = sd * sd
-        spread = 1.0 - a[:, 2] * s2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ll = a[:, 0] + a[:, 1] ** 2 * (s2 / 2) / spread - 0.5 * np.log(spread)
-        if not check:
-            return ll, a[:, 0] - prior, None
-        # the cubic term's bound at the maximum and CHECK_REACH nodes on either side of it (where
-        # the posterior's mass lies: a wide posterior's std is at least one coarse step)
-        rows = np.arange(m)[:, None]
-        near = np.clip(np.argmax(ll, axis=1)[:, None] + np.array([-_CHECK_REACH, 0, _CHECK_REACH]), 0, n_nodes - 1)
-        a1, a3, sp = a[rows, 1, near], a[rows, 3, near], spread[rows, near]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reach = np.abs(a1) * s2 / sp + 3 * sd / np.sqrt(sp)
-        cubic = np.where(sp > 0, np.abs(a3) * reach**3 / 6, np.inf)
-        return ll, a[:, 0] - prior, cubic.max(axis=1)
+        ll = np.empty((m, n_nodes))
+        if check:
+            k, data_top, cubic = np.empty(m, dtype=np.int64), np.empty(m), np.empty(m)
+            reach_nodes = np.array([-_CHECK_REACH, 0, _CHECK_REACH])
+        starts = np.flatnonzero(np.diff(j, prepend=j[0] - 1)) if m else np.zeros(0, dtype=np.int64)
+        bounds = [(b, min(b + _LAPLACE_BLOCK, e)) for b, e in zip(starts, list(starts[1:]) + [m])
+                  for b in range(b, e, _LAPLACE_BLOCK)]
+        for begin, end in bounds:  # loop over blocks of voxels within one B1 interval (cache-sized)
+            jj = j[begin]
+            a = weighted[begin:end] @ nodal[jj : jj + 2].reshape(2 * n_cols, n_three)  # [a0 | a1 | a2]
+            a0, a1, a2 = a[:, :n_nodes], a[:, n_nodes : 2 * n_nodes], a[:, 2 * n_nodes :]
+            out = ll[begin:end]
+            spread = np.multiply(a2, -s2)
+            spread += 1.0
+            np.square(a1, out=out)
+            out *= s2 / 2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out /= spread
+                log_spread = np.log(spread)
+            log_spread *= 0.5
+            out -= log_spread
+            out += a0
+            if not check:
+                continue
+            rows = np.arange(end - begin)
+            top = np.argmax(out, axis=1)
+            near = np.clip(top[:, None] + reach_nodes, 0, n_nodes - 1)
+            a3 = np.einsum("mpk,mp->mk", third[jj][:, near].transpose(1, 0, 2), mvec[begin:end])
+            sp, slope = spread[rows[:, None], near], a1[rows[:, None], near]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.abs(slope) * s2 / sp + 3 * sd / np.sqrt(sp)
+            cubic[begin:end] = np.where(sp > 0, np.abs(a3) * r**3 / 6, np.inf).max(axis=1)
+            xb = x[begin:end]
+            prior = (1.0 - xb) * nodal[jj, -1, top] + xb * nodal[jj + 1, -1, top]
+            k[begin:end], data_top[begin:end] = top, a0[rows, top] - prior
+        return (ll, k, data_top, cubic) if check else ll
 
     def _dense(self, mvec, idx, positions, derivatives: bool):
         """Log-likelihood (and slope, curvature) at dense nodes ``idx`` (m, k), per quadrature node."""
@@ -436,15 +472,17 @@ class QuadraticEvaluator:
             Voxels left to the grid evaluation.
         """
         mvec = data_products(y, self.model.sigma)
-        if not (b1_sd > 0 and b1 is not None and len(self.dictionary.b1) >= 4):
-            ll, data = self._quadrature_coarse(mvec, positions, log_weights)
-            return self._summaries(mvec, ll, data, positions, log_weights, None, 0.0)
-        first, b1_weights, inside = self._b1_expansion(b1)
-        ll, data, cubic = self._laplace(self.coarse, mvec, first, b1_weights, b1_sd)
+        if not (b1_sd > 0 and b1 is not None and self._laplace_ready):
+            return self._summaries(mvec, *self._quadrature_coarse(mvec, positions, log_weights), positions, log_weights,
+                                   None, 0.0)
+        interval, x, inside = self._b1_interval(b1)
+        ll, k, data_top, cubic = self._laplace(self._coarse_b1, mvec, interval, x, b1_sd)
         accepted = inside & (cubic <= LAPLACE_CUBIC) & np.all(np.isfinite(ll), axis=1)
+        if accepted.all():
+            return self._summaries(mvec, ll, k, data_top, positions, log_weights, (interval, x), b1_sd)
         ours, other = np.nonzero(accepted)[0], np.nonzero(~accepted)[0]
-        mine = self._summaries(mvec[ours], ll[ours], data[ours], [(j[ours], w[ours]) for j, w in positions],
-                               log_weights, (first[ours], b1_weights[:, :, ours]), b1_sd)
+        mine = self._summaries(mvec[ours], ll[ours], k[ours], data_top[ours], [(j[ours], w[ours]) for j, w in positions],
+                               log_weights, (interval[ours], x[ours]), b1_sd)
         if not other.size:
             return mine
         pos = [(j[other], w[other]) for j, w in positions]  # the others by Gauss-Hermite quadrature
@@ -455,20 +493,24 @@ class QuadraticEvaluator:
             target[ours], target[other] = own, their
         return out
 
-    def _quadrature_coarse(self, mvec, positions, log_weights) -> tuple[np.ndarray, np.ndarray]:
-        """Coarse log posterior (Gauss-Hermite over B1 if several nodes) and the largest data term per node."""
+    def _quadrature_coarse(self, mvec, positions, log_weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Coarse log posterior (Gauss-Hermite over B1 if several nodes), its maximum's node, and there the largest data term."""
         coarse = self._coarse(mvec, positions)
         ll, _ = self._combine(coarse, log_weights)
-        prior = self.coarse[:, -1]  # (n_b1, n_coarse): the prior column
-        if self.model.scale_prior != "flat":
-            return ll, reduce(np.maximum, coarse)
-        if len(self.dictionary.b1) == 1:
-            return ll, coarse[0] - prior[0]
-        data = [c - prior[j] - w[:, None] * (prior[j + 1] - prior[j]) for c, (j, w) in zip(coarse, positions)]
-        return ll, reduce(np.maximum, data)
+        k = np.argmax(ll, axis=1)
+        rows = np.arange(len(k))
+        at_top = [c[rows, k] for c in coarse]
+        if self.model.scale_prior == "flat":  # remove the prior column
+            prior = self.coarse[:, -1]  # (n_b1, n_coarse)
+            if len(self.dictionary.b1) == 1:
+                at_top = [at_top[0] - prior[0, k]]
+            else:
+                at_top = [c - prior[j, k] - w * (prior[j + 1, k] - prior[j, k]) for c, (j, w) in zip(at_top, positions)]
+        return ll, k, reduce(np.maximum, at_top)
 
-    def _summaries(self, mvec, ll, data, positions, log_weights, laplace, b1_sd) -> tuple[np.ndarray, ...]:
-        """Steps 2-4 of the module docstring from the coarse log posterior ``ll`` (see :meth:`fit`)."""
+    def _summaries(self, mvec, ll, k, data_top, positions, log_weights, laplace, b1_sd) -> tuple[np.ndarray, ...]:
+        """Steps 2-4 of the module docstring from the coarse log posterior ``ll``, its maximum's node ``k``
+        and the data term there (see :meth:`fit`)."""
         model, d = self.model, self.dictionary
         m = mvec.shape[0]
         rows = np.arange(m)
@@ -478,10 +520,9 @@ class QuadraticEvaluator:
         rest = np.zeros(m, dtype=bool)
         if m == 0:
             return t1_map, mean, std, proj_max, rest
-        k = np.argmax(ll, axis=1)
         top = ll[rows, k]
-        data_top = data[rows, k]
-        density = np.exp(ll - top[:, None])
+        density = np.subtract(ll, top[:, None])
+        np.exp(density, out=density)
         mom = density @ self._all_weights  # the coarse moments, then those of the cut cases
         z = mom[:, 0]
         mean_c = mom[:, 1] / z
@@ -518,8 +559,8 @@ class QuadraticEvaluator:
                                 pos = [(j[vox], w[vox]) for j, w in positions]
                                 lle, _ = self._combine(self._products(self._end_tables[side], mvec[vox], pos), log_weights)
                             else:
-                                lle, _, _ = self._laplace(self._end_tables[side], mvec[vox], laplace[0][vox],
-                                                          laplace[1][:, :, vox], b1_sd, check=False)
+                                lle = self._laplace(self._end_b1[side], mvec[vox], laplace[0][vox], laplace[1][vox],
+                                                    b1_sd, check=False)
                             sums += np.exp(lle - top[vox, None]) @ self._end_weights[side]
                             # a maximum within the end segment: the MAP on its finer nodes
                             near = (kw[sel] <= END_STEPS) if side == 0 else (kw[sel] >= nc - 1 - END_STEPS)
