@@ -20,7 +20,6 @@ Each estimator is timed in three steps:
 
 from __future__ import annotations
 
-import os
 import platform
 import time
 import tracemalloc
@@ -29,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..cpus import default_threads, usable_cpus
 from ..protocols import SEED_7T_MP3RAGE
 from ..sequences import gre_signals
 from .base import estimator_class, make_estimator
@@ -88,10 +88,10 @@ def simulate_volume(n_voxels: int, sigma: float = 0.005, seed: int = 0) -> dict[
 
 
 def machine_description() -> str:
-    """The machine a timing ran on, in words: processor, logical cores usable, torch threads, device."""
+    """The machine a timing ran on, in words: processor, logical cores usable, the exact MAP's and torch's threads, device."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cpus()
     processor = platform.processor() or platform.machine()
     try:  # Linux: the processor's marketing name
         with open("/proc/cpuinfo", encoding="utf-8") as info:
@@ -99,8 +99,8 @@ def machine_description() -> str:
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
-    return (f"{processor}, {cores} logical CPU cores, torch {torch.__version__} with "
-            f"{torch.get_num_threads()} threads, NumPy {np.__version__}, {gpu}")
+    return (f"{processor}, {cores} logical CPU cores, the exact MAP on {default_threads()} threads, "
+            f"torch {torch.__version__} with {torch.get_num_threads()} threads, NumPy {np.__version__}, {gpu}")
 
 
 def _timed(fit, gre, b1) -> tuple[float, object]:
