@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .cpus import usable_cpus
 from .validate import is_integer, is_number
 
 __all__ = [
@@ -82,8 +83,9 @@ __all__ = [
     "compare_text",
     "format_ratio",
     "glue_text",
+    "BOOK_BUILD_ENV",
+    "glue_figure",
     "SOLUTION_NOT_RUN",
-    "usable_cores",
     "glue_solution",
 ]
 
@@ -689,17 +691,32 @@ def glue_text(key: str, text: str) -> str:
     return text
 
 
+#: Environment variable that :func:`qt1lib.study.execute_chapter` sets to ``1`` for the book's build.
+BOOK_BUILD_ENV = "QT1_BOOK_BUILD"
+
+
+def glue_figure(key: str, figure: Any) -> None:
+    """Glue a Matplotlib ``figure`` for ``{glue:figure}``, show it outside the book's build, and close it.
+
+    The book places the figure where its caption is (the glue), so the build's cell shows nothing
+    (``display=False``). Run live (Jupyter, or papermill by hand), the cell shows the figure too:
+    ``{glue:figure}`` is a Jupyter Book directive that Jupyter does not render, so a figure glued
+    silently would be seen nowhere. The build is told apart by :data:`BOOK_BUILD_ENV`.
+    """
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    glue(key, figure, display=False)
+    if os.environ.get(BOOK_BUILD_ENV) != "1":
+        from IPython.display import display
+
+        display(figure)
+    plt.close(figure)
+
+
 # ============================================================================ exercises' solutions
 #: What a solution's texts read when the build did not run the solutions (``solutions = False``).
 SOLUTION_NOT_RUN = "(not computed in this build)"
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may use (``os.sched_getaffinity`` where available)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def glue_solution(key: str, solution: Any, *args: Any, enabled: bool = True, unavailable: str | None = None,
@@ -739,7 +756,7 @@ def glue_solution(key: str, solution: Any, *args: Any, enabled: bool = True, una
         start = time.perf_counter()
         texts = dict(solution(*args, **kwargs))
         seconds = time.perf_counter() - start
-        texts["runtime"] = f"{format_duration(seconds)} on {plural(usable_cores(), 'CPU core')}"
+        texts["runtime"] = f"{format_duration(seconds)} on {plural(usable_cpus(), 'CPU core')}"
     else:
         texts = dict.fromkeys(names, SOLUTION_NOT_RUN)
         texts["runtime"] = (f"not measured: {unavailable}" if unavailable is not None and enabled else

@@ -51,7 +51,7 @@ import nbformat
 import yaml
 
 from . import config as _config
-from .notebook import ParameterError, check_notebook_parameters, declared_parameters
+from .notebook import BOOK_BUILD_ENV, ParameterError, check_notebook_parameters, declared_parameters
 
 __all__ = [
     "PROFILES",
@@ -412,6 +412,9 @@ def execute_chapter(
     # (common in CI) would drop every figure from the executed notebook, and so from the book.
     previous_backend = os.environ.get("MPLBACKEND")
     os.environ["MPLBACKEND"] = INLINE_BACKEND
+    # ... and this flag: glued figures are then shown by their captions alone (qt1lib.notebook.glue_figure)
+    previous_flag = os.environ.get(BOOK_BUILD_ENV)
+    os.environ[BOOK_BUILD_ENV] = "1"
     start = time.perf_counter()
     try:
         pm.execute_notebook(
@@ -427,10 +430,11 @@ def execute_chapter(
     finally:
         if reporter is not None:
             reporter.close()
-        if previous_backend is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = previous_backend
+        for name, previous in (("MPLBACKEND", previous_backend), (BOOK_BUILD_ENV, previous_flag)):
+            if previous is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = previous
     elapsed = time.perf_counter() - start
     make_portable(tmp, parameters, chapter.declared_parameters())
     os.replace(tmp, output)

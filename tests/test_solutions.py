@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from qt1lib import notebook
+from qt1lib.cpus import usable_cpus
 from qt1lib.notebook import SOLUTION_NOT_RUN, compare_text, format_duration, format_ratio, glue_solution
 from qt1lib.solutions import SolutionError, answer_names, answers, scaled_seconds
 
@@ -87,7 +88,7 @@ def glued(monkeypatch):
 def test_glue_solution_glues_every_answer_and_a_measured_runtime(glued):
     glue_solution("ex09_1", _toy, 2.0)
     assert glued["ex09_1_value"] == "2.0" and glued["ex09_1_verdict"] == "large"
-    cores = notebook.usable_cores()
+    cores = usable_cpus()
     assert glued["ex09_1_runtime"].endswith(f" on {cores} CPU core{'s' if cores > 1 else ''}")
     assert glued["ex09_1_runtime"].startswith(("less than 0.1 s", "0.", "1."))  # a toy takes no time
 
@@ -432,3 +433,26 @@ def test_chapter_07_mixed_model_interval_narrows_with_voxels():
     out = statistics.mixed_model_size(voxels, mm, 400, 0)
     assert out["small_cells"] == "100" and out["expected"] == "2.00"
     assert 1.5 < _num(out["shrink"]) < 2.6  # independent synthetic voxels: about sqrt(4)
+
+
+@pytest.mark.parametrize("flag, shown", [(None, 1), ("1", 0)])
+def test_glue_figure_shows_the_figure_live_but_not_in_the_book_build(monkeypatch, flag, shown):
+    """Jupyter does not render {glue:figure}: a live run must show the figure, the build must not show it twice."""
+    import IPython.display
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import myst_nb
+
+    glued, displayed = {}, []
+    monkeypatch.setattr(myst_nb, "glue", lambda key, value, display=True: glued.update({key: (value, display)}))
+    monkeypatch.setattr(IPython.display, "display", lambda value: displayed.append(value))
+    if flag is None:
+        monkeypatch.delenv(notebook.BOOK_BUILD_ENV, raising=False)
+    else:
+        monkeypatch.setenv(notebook.BOOK_BUILD_ENV, flag)
+    fig = plt.figure()
+    notebook.glue_figure("fig_x", fig)
+    assert glued == {"fig_x": (fig, False)} and len(displayed) == shown
+    assert not plt.fignum_exists(fig.number)  # closed: the inline backend does not show it a second time
