@@ -167,10 +167,33 @@ def write_plotly_js(app: Sphinx, exception: Exception | None) -> None:
     os.replace(tmp.name, target)
 
 
+def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """``html-page-context``: keep the first of scripts that are the same (source and attributes).
+
+    sphinx-thebe 0.3.1 (a default extension of Jupyter Book 1, loaded although ``thebe: false``)
+    registers its inline configuration script, ``const THEBE_JS_URL = ...``, so that it reaches
+    Sphinx 7.4's page context twice, past Sphinx's own check for repeats; the second ``const``
+    declaration is a JavaScript error in the browser's console on every page. A script without a
+    source (an inline one) counts as source ``""``.
+    """
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, kept = set(), []
+    for script in scripts:
+        attributes = getattr(script, "attributes", {})
+        key = (getattr(script, "filename", str(script)) or "", tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(script)
+    context["script_files"] = kept
+
+
 def setup(app: Sphinx) -> dict:
     app.add_node(pasted_image)
     app.add_directive("pasted-figure", PastedFigure)
     app.add_post_transform(ResolvePastedFigures)
     app.connect("html-page-context", load_plotly_where_needed)
+    app.connect("html-page-context", drop_repeated_scripts)
     app.connect("build-finished", write_plotly_js)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -132,6 +132,27 @@ def test_each_page_loads_one_mathjax_component(html):
     assert not list((html / "_static").glob("mathjax/tex-svg*.js")), "other MathJax components were copied"
 
 
+def test_no_page_repeats_a_script(html):
+    """A script given twice runs twice; an inline ``const`` given twice (sphinx-thebe's THEBE_JS_URL) is a console error."""
+    problems = []
+    for name, text in _html_pages(html):
+        scripts = re.findall(r"<script\b[^>]*>.*?</script>", text, flags=re.S)
+        repeated = {script[:120] for script in scripts if scripts.count(script) > 1}
+        if repeated:
+            problems.append(f"{name}: {sorted(repeated)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_drop_repeated_scripts_keeps_the_first_of_equal_scripts():
+    from sphinx.builders.html._assets import _JavaScript
+
+    body = 'const THEBE_JS_URL = "x"'
+    first, other = _JavaScript("", body=body), _JavaScript("doctools.js")
+    context = {"script_files": [first, other, _JavaScript(None, body=body), _JavaScript("", body="const y = 1")]}
+    book_sphinx.drop_repeated_scripts(None, "page", "page.html", context, None)
+    assert context["script_files"][:2] == [first, other] and len(context["script_files"]) == 3
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt: chromium-headless-shell)")
 def test_mathjax_loads_no_further_scripts_when_it_runs(html):
     """After MathJax has typeset the theory page, the page holds at most 3 MathJax scripts (the component
