@@ -712,6 +712,32 @@ def write_parameter_reference(src: Path, chapters: list[Chapter] | None = None) 
     (src / "book" / "chapter-parameters.md").write_text("\n".join(sections))
 
 
+#: Fields of the calibration network that the prose states per profile (``{{ quick_max_epochs }}`` ...).
+SUBSTITUTED_CALIBRATION = ("width", "max_epochs", "patience", "batch_size", "patches_per_epoch")
+
+
+def write_profile_substitutions(src: Path) -> dict[str, str]:
+    """Add the profiles' calibration settings to ``src/_config.yml`` as MyST substitutions; returns them.
+
+    ``{{ quick_max_epochs }}``, ``{{ paper_patience }}`` ... (profile, then a field of
+    :data:`SUBSTITUTED_CALIBRATION`) read from :meth:`qt1lib.config.StudyConfig.for_profile`, the
+    configuration the runner uses, so the assumptions and rerun pages cannot drift from it.
+    """
+    values = {}
+    for profile in ("smoke", "quick", "paper"):
+        calibration = _config.StudyConfig.for_profile(profile).calibration
+        for field in SUBSTITUTED_CALIBRATION:
+            values[f"{profile}_{field}"] = f"{getattr(calibration, field):,}"
+    config_path = src / "_config.yml"
+    config = yaml.safe_load(config_path.read_text())
+    parse = config.setdefault("parse", {})
+    parse["myst_substitutions"] = {**parse.get("myst_substitutions", {}), **values}
+    tmp = config_path.with_name(f".{config_path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    os.replace(tmp, config_path)
+    return values
+
+
 def run_study(
     profile: str = "quick",
     build_dir: Path = REPO_ROOT / "_build",
@@ -788,6 +814,7 @@ def run_study(
             print(f"    {timings[chapter.path.name]:.1f} s", flush=True)
         write_timings(src, profile, timings, seed)
         write_parameter_reference(src)
+        write_profile_substitutions(src)
         html = build_dir / "html"
         if build and not only:
             html = build_book(src, build_dir, strict=bids_dir is None)

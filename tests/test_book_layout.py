@@ -531,3 +531,19 @@ def test_every_exercise_shows_what_you_should_see(pages):
             if SOLUTION_NOT_RUN in glued:
                 problems.append(f"{stem}, exercise {k}: the smoke build did not compute its solution")
     assert not problems, "\n".join(problems)
+
+
+def test_profile_substitutions_are_the_configuration_and_cover_the_pages(tmp_path):
+    """The prose's {{ profile_field }} values come from StudyConfig.for_profile, and every one a page uses exists."""
+    from qt1lib.config import StudyConfig
+
+    shutil.copy(study.REPO_ROOT / "_config.yml", tmp_path / "_config.yml")
+    values = study.write_profile_substitutions(tmp_path)
+    assert values["paper_max_epochs"] == str(StudyConfig.for_profile("paper").calibration.max_epochs)
+    assert values["quick_patience"] == str(StudyConfig.for_profile("quick").calibration.patience)
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "_config.yml").read_text())["parse"]["myst_substitutions"] == values
+    used = {key for page in (study.REPO_ROOT / "book").glob("*.md")
+            for key in re.findall(r"\{\{\s*(\w+)\s*\}\}", page.read_text())}
+    assert used and used <= set(values), sorted(used - set(values))
