@@ -544,7 +544,8 @@ def write_timings(src: Path, profile: str, timings: dict[str, float], seed: int 
 
 
 def prepare_sources(build_dir: Path) -> Path:
-    """Copy the book sources into a fresh ``build_dir/src`` and return that directory."""
+    """Copy the book sources into a fresh ``build_dir/src`` and return that directory (with the
+    environment's MathJax, the rendered citation and the profiles' substitutions)."""
     src = Path(build_dir).resolve() / "src"
     if src.exists():
         shutil.rmtree(src)
@@ -557,6 +558,7 @@ def prepare_sources(build_dir: Path) -> Path:
             shutil.copy2(source, src / name)
     _vendor_mathjax(src)
     write_citation(src)
+    write_profile_substitutions(src)
     return src
 
 
@@ -814,7 +816,6 @@ def run_study(
             print(f"    {timings[chapter.path.name]:.1f} s", flush=True)
         write_timings(src, profile, timings, seed)
         write_parameter_reference(src)
-        write_profile_substitutions(src)
         html = build_dir / "html"
         if build and not only:
             html = build_book(src, build_dir, strict=bids_dir is None)

@@ -163,8 +163,9 @@ def test_chapter_folds_its_code_and_captions_every_figure(chapter):
         tags = set(cell.metadata.get("tags", []))
         assert tags & {"hide-input", "remove-cell"}, f"code cell not folded: {cell.source[:80]!r}"
         assert "plt.show()" not in cell.source, "figures are glued and shown by a captioned {glue:figure}"
-    glued = {m.group(1) for c in code for m in re.finditer(r'glue\("(fig_\w+)"', c.source)}
-    glued |= {f"fig_performance_{p}" for c in code if 'glue(f"fig_performance_{' in c.source for p in ("mp2rage", "mp3rage")}
+    glued = {m.group(1) for c in code for m in re.finditer(r'glue(?:_figure)?\("(fig_\w+)"', c.source)}
+    glued |= {f"fig_performance_{p}" for c in code if re.search(r'glue(_figure)?\(f"fig_performance_\{', c.source)
+              for p in ("mp2rage", "mp3rage")}
     shown = re.findall(r"```\{glue:figure\} (\S+)\n((?::\w+:.*\n)*)\n(.+?)\n```", markdown)
     assert glued and glued == {key for key, _, _ in shown}, "every glued figure is shown once, with a caption"
     for key, options, caption in shown:
