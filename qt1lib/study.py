@@ -51,6 +51,7 @@ import nbformat
 import yaml
 
 from . import config as _config
+from .cpus import usable_cpus
 from .notebook import BOOK_BUILD_ENV, ParameterError, check_notebook_parameters, declared_parameters
 
 __all__ = [
@@ -474,8 +475,7 @@ def build_provenance(profile: str, seed: int) -> dict[str, Any]:
     package_json = Path(sys.prefix) / "share" / "mathjax" / "package.json"
     versions["mathjax"] = (json.loads(package_json.read_text()).get("version", "unknown") + f" ({MATHJAX_COMPONENT})"
                            if package_json.is_file() else "from its CDN")
-    machine: dict[str, Any] = {"cpu_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))
-                               if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    machine: dict[str, Any] = {"cpu_cores": os.cpu_count(), "usable_cores": usable_cpus()}
     try:
         import torch
 
