@@ -28,6 +28,7 @@ import numpy as np
 from ..protocols import MPnRAGEProtocol
 from ..validate import require_number
 from .base import PosteriorT1, T1Estimator, _check_store, register_estimator
+from .dense_map import resolve_device
 from .map import EXACT_METHODS, SCALE_PRIORS, ExactMAPModel
 
 __all__ = [
@@ -50,10 +51,14 @@ class ExactMAPEstimator(T1Estimator):
     scale_prior : {"flat", "jeffreys"}
         Prior of the complex scale (default ``"jeffreys"``: its MAP is the true T1 for noise-free
         data; the flat prior shifts it by O(sigma^2); :class:`~qt1lib.estimate.map.ExactMAPModel`).
-    evaluation : {"auto", "grid", "table", "quadratic"}
-        Evaluation of the posterior, the model's ``method`` (default ``"auto"``: the sufficient-statistic table for
-        MP2RAGE without B1 marginalisation, the quadratic-form evaluation otherwise;
-        :class:`~qt1lib.estimate.map.ExactMAPModel`).
+    evaluation : {"auto", "grid", "table", "quadratic", "dense"}
+        Evaluation of the posterior, the model's ``method`` (default ``"auto"``: on a CUDA device the dense
+        evaluation in torch; on the CPU the sufficient-statistic table for MP2RAGE without B1 marginalisation,
+        the quadratic-form evaluation otherwise; :class:`~qt1lib.estimate.map.ExactMAPModel`).
+    device : str, optional
+        Torch device of the dense evaluation (default: CUDA where ``torch.cuda.is_available()``, else the CPU;
+        :func:`~qt1lib.estimate.dense_map.resolve_device`). A CUDA device enters the derivative's parameters:
+        its numbers agree with the CPU paths' within the bounds of the model, not to the last digit.
     store : object, optional
         Content-addressed store of the posterior tables (:class:`~qt1lib.estimate.map.ExactMAPModel`);
         does not change the output.
@@ -65,12 +70,12 @@ class ExactMAPEstimator(T1Estimator):
 
     method = "exact"
     calls = ("qt1lib.estimate.map",)
-    defaults = {"scale_prior": "jeffreys", "evaluation": "auto", "store": None}
+    defaults = {"scale_prior": "jeffreys", "evaluation": "auto", "store": None, "device": None}
 
     def __init__(self, protocol: MPnRAGEProtocol, sigma: float = 0.0, **options: Any) -> None:
         super().__init__(protocol, sigma, **options)
         self.model = ExactMAPModel(self.view, self.sigma, scale_prior=self.options["scale_prior"], method=self.options["evaluation"],
-                                   store=self.options["store"])
+                                   store=self.options["store"], device=self.options["device"])
 
     def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         if options["scale_prior"] not in SCALE_PRIORS:
@@ -78,6 +83,8 @@ class ExactMAPEstimator(T1Estimator):
         _check_store(options["store"])
         if options["evaluation"] not in EXACT_METHODS:
             raise ValueError(f"option evaluation must be one of {EXACT_METHODS}, got {options['evaluation']!r}")
+        if options["evaluation"] in ("auto", "dense"):
+            options["device"] = resolve_device(options["device"])
         if "b1_sd" in options:
             options["b1_sd"] = require_number("option b1_sd (relative B1)", options["b1_sd"], low=0)
         return options
@@ -85,6 +92,8 @@ class ExactMAPEstimator(T1Estimator):
     def _parameters(self) -> dict[str, Any]:
         p: dict[str, Any] = {"sigma": self.sigma, "scale_prior": self.options["scale_prior"],
                                 "evaluation": self.options["evaluation"]}
+        if self.model.device != "cpu":
+            p["device"] = self.model.device
         if self.b1 == "marginal":
             p["b1_sd"] = self.options["b1_sd"]
         return p

@@ -48,6 +48,7 @@ from .posterior_table import (
     stored_posterior_table,
     sufficient_statistics,
 )
+from .dense_map import DenseEvaluator, dense_chunk, resolve_device
 from .quadratic_map import QUADRATIC_CHUNK, QuadraticEvaluator, quadratic_dictionary
 
 __all__ = [
@@ -82,8 +83,9 @@ SCALE_PRIORS = ("flat", "jeffreys")
 #: Evaluation methods of the exact estimator: ``"auto"`` (the fastest exact path for the data),
 #: the direct grid evaluation (the reference), the sufficient-statistic posterior table
 #: (MP2RAGE; :mod:`qt1lib.estimate.posterior_table`) and the quadratic-form evaluation (any readouts;
-#: :mod:`qt1lib.estimate.quadratic_map`).
-EXACT_METHODS = ("auto", "grid", "table", "quadratic")
+#: :mod:`qt1lib.estimate.quadratic_map`) and the evaluation on every dense node in torch (any readouts, the
+#: path for a GPU; :mod:`qt1lib.estimate.dense_map`).
+EXACT_METHODS = ("auto", "grid", "table", "quadratic", "dense")
 #: Log-density drop (from the maximum) below which a narrow window's ends must lie: a Gaussian
 #: sampled over +-6.4 stds ends at 20.5; a larger value at an end means a skewed tail (grid method).
 _TAIL_DROP = 18.0
@@ -536,9 +538,13 @@ class ExactMAPModel:
         Voxels per chunk (2048: fastest on the build machine; memory about 10 kB per voxel).
     gof_alpha : float or None
         Level of the goodness-of-fit test (default 1e-3).
-    method : {"auto", "grid", "table", "quadratic"}
-        ``"auto"`` (default): ``"table"`` for two used readouts without B1 marginalisation
-        (``b1_sd = 0``), ``"quadratic"`` otherwise. ``"grid"``: the scheme above, the reference.
+    method : {"auto", "grid", "table", "quadratic", "dense"}
+        ``"auto"`` (default): ``"dense"`` where ``device`` is a CUDA device; on the CPU ``"table"`` for two
+        used readouts without B1 marginalisation (``b1_sd = 0``), ``"quadratic"`` otherwise. ``"dense"``:
+        the log posterior on every dense node, in torch on ``device``, float64
+        (:mod:`qt1lib.estimate.dense_map`, which states the scheme); the same bounds against the grid
+        evaluation as the quadratic form; posteriors narrower than 1.25 dense steps go to the grid
+        evaluation and are counted in :attr:`fit_info`. ``"grid"``: the scheme above, the reference.
         ``"quadratic"``: any number of readouts, with or without B1 marginalisation: the
         log-likelihood as a quadratic form in the data's ``Re(y y^H)`` on a tabulated dictionary,
         with few nodes per voxel (:mod:`qt1lib.estimate.quadratic_map`, which states the scheme and
@@ -570,6 +576,10 @@ class ExactMAPModel:
         (NumPy releases the GIL in its array loops; each chunk's BLAS calls use one thread, so the
         numbers do not depend on it). Default :func:`default_threads`: the CPUs this process may
         use, or ``OMP_NUM_THREADS`` where it is set (dask's workers set it to 1).
+    device : str, optional
+        Torch device of ``method="dense"`` and of ``"auto"``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        Default: ``"cuda"`` where ``torch.cuda.is_available()``, else ``"cpu"`` (where ``"auto"`` keeps to the
+        NumPy paths, the reference). Resolved when the model is made (:attr:`device`).
     """
 
     def __init__(
@@ -591,6 +601,7 @@ class ExactMAPModel:
         table_b1_range: tuple[float, float] = TABLE_B1_RANGE,
         store: object | None = None,
         n_threads: int | None = None,
+        device: str | None = None,
     ):
         self.protocol = protocol
         self.sigma = _check_sigma(sigma)
@@ -625,6 +636,8 @@ class ExactMAPModel:
                 "use method='grid'"
             )
         self.method = method
+        #: The torch device of the dense evaluation (resolved; ``"cpu"`` without CUDA).
+        self.device = resolve_device(device) if method in ("auto", "dense") else "cpu"
         tlo, thi = (float(v) for v in table_b1_range)
         if not (start - 1e-9 <= tlo < thi <= stop + 1e-9):
             raise ValueError(f"table_b1_range must be (min, max) within the B1 grid [{start}, {stop}], got {table_b1_range!r}")
@@ -632,8 +645,8 @@ class ExactMAPModel:
         self.store = _check_store(store)
         self.n_threads = default_threads() if n_threads is None else require_integer("n_threads", n_threads, 1)
         #: Counts of the last :meth:`fit`: voxels fitted, by the table, by the quadratic-form
-        #: evaluation, by the grid (all of them for ``method="grid"``), and of those sent to the
-        #: grid because their B1 lies outside the table's rows.
+        #: evaluation, by the dense evaluation, by the grid (all of them for ``method="grid"``), and of
+        #: those sent to the grid because their B1 lies outside the table's rows.
         self.fit_info: dict[str, int] = {}
         self.u_min, self.u_max = np.log(lo), np.log(hi)
         self.du = (self.u_max - self.u_min) / (self.n_coarse - 1)
@@ -961,16 +974,19 @@ class ExactMAPModel:
 
         if self.method == "table" and b1_sd > 0:
             raise ValueError("method='table' does not marginalise B1 (b1_sd > 0): use method='grid' or 'auto'")
-        use_table = self.method == "table" or (self.method == "auto" and self.n_used == 2 and b1_sd == 0)
-        use_quadratic = self.method == "quadratic" or (self.method == "auto" and not use_table)
+        use_dense = self.method == "dense" or (self.method == "auto" and self.device.startswith("cuda"))
+        use_table = self.method == "table" or (self.method == "auto" and not use_dense and self.n_used == 2 and b1_sd == 0)
+        use_quadratic = self.method == "quadratic" or (self.method == "auto" and not (use_table or use_dense))
 
         n_vox = y.shape[0]
         out = {name: np.full(n_vox, np.nan) for name in ("map", "mean", "std")}
         valid = np.zeros(n_vox, dtype=bool)
         todo = np.nonzero(finite)[0]
-        self.fit_info = {"voxels": int(todo.size), "table": 0, "quadratic": 0, "grid": int(todo.size),
+        self.fit_info = {"voxels": int(todo.size), "table": 0, "quadratic": 0, "dense": 0, "grid": int(todo.size),
                          "b1_outside_table": 0}
-        if use_table:
+        if use_dense:
+            todo = self._fit_dense(y, b1 if with_b1 else None, todo, b1_sd, n_b1_quadrature, out, valid)
+        elif use_table:
             todo = self._fit_table(y, b1 if with_b1 else None, todo, out, valid)
         elif use_quadratic:
             todo = self._fit_quadratic(y, b1 if with_b1 else None, todo, b1_sd, n_b1_quadrature, out, valid)
@@ -1024,6 +1040,27 @@ class ExactMAPModel:
                 self._store_quadratic(y, sel, t1_map, mean, std, proj_max, left, limit, out, valid, rest)
         rest = np.concatenate(rest) if rest else np.zeros(0, dtype=np.int64)
         self.fit_info.update(quadratic=int(todo.size - rest.size), grid=int(rest.size))
+        return rest
+
+    def _fit_dense(self, y, b1, todo, b1_sd, n_b1_quadrature, out, valid) -> np.ndarray:
+        """The dense evaluation of voxels ``todo`` on :attr:`device`; returns those left to the grid evaluation."""
+        with_b1 = b1 is not None
+        evaluator = DenseEvaluator(self, with_b1, self.device)
+        table = self.dictionary(with_b1)
+        offsets, log_weights = self._b1_quadrature(b1_sd, n_b1_quadrature)
+        limit = None if self.gof_alpha is None else self.sigma**2 * chi2.isf(self.gof_alpha, 2 * self.n_used - 3)
+        if with_b1:  # sort voxels by B1 so that a chunk touches few B1 nodes
+            todo = todo[np.argsort(b1[todo], kind="stable")]
+        size = dense_chunk(self.device)
+        rest = []
+        for begin in range(0, len(todo), size):  # loop over chunks of voxels
+            sel = todo[begin : begin + size]
+            b1_chunk = b1[sel] if with_b1 else np.ones(len(sel))
+            positions = [self._b1_position(table, b1_chunk + off) for off in offsets]
+            t1_map, mean, std, proj_max, left = evaluator.fit(y[sel], positions, log_weights)
+            self._store_quadratic(y, sel, t1_map, mean, std, proj_max, left, limit, out, valid, rest)
+        rest = np.concatenate(rest) if rest else np.zeros(0, dtype=np.int64)
+        self.fit_info.update(dense=int(todo.size - rest.size), grid=int(rest.size))
         return rest
 
     @staticmethod
