@@ -13,8 +13,12 @@ and maps T1 with
   B1 map, and MP3RAGE with the B1 map's error marginalised, ``b1_sd`` 0.02) by the grid evaluation
   (``method="grid"``, the reference), for MP2RAGE by the sufficient-statistic posterior table
   (``method="table"``, :mod:`qt1lib.estimate.posterior_table`) and for MP3RAGE by the
-  quadratic-form evaluation (``method="quadratic"``, :mod:`qt1lib.estimate.quadratic_map`), for
+  quadratic-form evaluation (``method="quadratic"``, :mod:`qt1lib.estimate.quadratic_map`), and for
+  MP2RAGE and MP3RAGE by the dense evaluation in torch (``method="dense"``, :mod:`qt1lib.estimate.dense_map`)
+  on ``--device`` (default CUDA where ``torch.cuda.is_available()``, else the CPU), for
   each scale prior of ``--scale-priors`` (default Jeffreys', the estimators' default).
+  ``tracemalloc`` does not see torch's buffers: the dense steps' peak memory is that of their
+  NumPy side only (on CUDA, ``torch.cuda.max_memory_allocated`` is printed for them).
 
 Each step runs twice: once timed, once under ``tracemalloc`` (which NumPy reports to) for
 its peak of traced allocations above what was allocated before it; the input volume is not
@@ -96,10 +100,11 @@ def main() -> None:
     parser.add_argument("--json", help="also write the table to this JSON file")
     parser.add_argument("--no-memory", action="store_true", help="skip the second, memory-traced run of each step")
     parser.add_argument(
-        "--steps", nargs="+", choices=("lut", "seed", "grid", "table", "quadratic"),
+        "--steps", nargs="+", choices=("lut", "seed", "grid", "table", "quadratic", "dense"),
         default=["lut", "seed", "grid", "table", "quadratic"],
         help="estimator families to run (the plain LUT always runs: it is the reference of the ratios)",
     )
+    parser.add_argument("--device", default=None, help="torch device of the dense steps (default CUDA if available, else cpu)")
     parser.add_argument("--scale-priors", nargs="+", choices=("jeffreys", "flat"), default=["jeffreys"], help="scale priors of the exact MAP")
     args = parser.parse_args()
 
@@ -146,6 +151,26 @@ def main() -> None:
                 info = model.fit_info
                 results[-1]["fit_info"] = dict(info)
                 print(f"    {info['quadratic']} voxels by the quadratic form, {info['grid']} by the grid")
+        if "dense" in args.steps:
+            for protocol, label in ((SEED_7T_MP2RAGE, "MP2RAGE"), (SEED_7T_MP3RAGE, "MP3RAGE")):
+                model = ExactMAPModel(protocol, args.sigma, scale_prior=prior, method="dense", device=args.device)
+                cases = [({}, ""), ({"b1": b1}, ", B1 map")] + ([({"b1": b1, "b1_sd": B1_SD}, ", B1 marginalised")]
+                                                              if protocol is SEED_7T_MP3RAGE else [])
+                for kw, suffix in cases:
+                    model.fit(y[:, :64], **{k: v[:64] if k == "b1" else v for k, v in kw.items()})  # builds its dictionaries
+                    if model.device.startswith("cuda"):
+                        import torch
+
+                        torch.cuda.reset_peak_memory_stats()
+                    measure(f"exact MAP {label}{tag}, dense ({model.device}){suffix}", lambda: model.fit(y, **kw), t1,
+                            results, memory)
+                    info = model.fit_info
+                    results[-1]["fit_info"] = dict(info)
+                    gpu = ""
+                    if model.device.startswith("cuda"):
+                        gpu = f"; CUDA peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
+                        results[-1]["cuda_peak_MiB"] = torch.cuda.max_memory_allocated() / 2**20
+                    print(f"    {info['dense']} voxels by the dense evaluation, {info['grid']} by the grid{gpu}")
         if "table" in args.steps:
             model = ExactMAPModel(SEED_7T_MP2RAGE, args.sigma, scale_prior=prior, method="table")
             clear = model.clear_dictionaries

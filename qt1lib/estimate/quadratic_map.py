@@ -54,7 +54,7 @@ the last dense node; wide: the coarse maximum of the projection plus the polynom
 over the coarse maximum of the log posterior, exact for one B1 node and Jeffreys' prior).
 The result agrees with the grid evaluation within the bounds of the posterior tables (MAP within
 1 ms, mean and std within 1 % of the std; tests/test_quadratic_map.py); it is the exact
-estimator's ``method="quadratic"`` and its ``"auto"`` choice wherever the posterior table does not apply.
+estimator's ``method="quadratic"`` and, on the CPU, its ``"auto"`` choice wherever the posterior table does not apply.
 """
 
 from __future__ import annotations
