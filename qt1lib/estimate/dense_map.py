@@ -26,7 +26,11 @@ one matrix product per B1 node of a chunk, in float64, and needs no case analysi
    evaluation takes it over its nodes.
 5. *Left to the grid evaluation* (:meth:`DenseEvaluator.fit` returns them): posteriors whose std in
    ``u``, or whose curvature at an interior MAP, is under 1.25 dense steps (SNR in the thousands:
-   the dense nodes cannot resolve them), and voxels where Newton's method did not settle.
+   the dense nodes cannot resolve them); with B1 marginalised, those where any quadrature node's
+   own posterior is under ``_MIXTURE_FACTOR`` times that; posteriors with density at a prior end
+   (above ``exp(_END_DROP)`` of the maximum) narrower than ``_END_STEPS`` dense steps (the end
+   correction's error grows as the fourth power of the step over the width); and voxels where
+   Newton's method did not settle.
 
 On the CPU this path is slower than the table and the quadratic-form evaluations (it evaluates
 about 30 times more nodes); it exists for CUDA, where the same code runs unchanged and in float64,
