@@ -88,8 +88,9 @@ def resolve_device(device: str | None) -> str:
 
 
 def dense_chunk(device: str) -> int:
-    """Voxels per chunk of the dense evaluation: about 40 kB of memory per voxel and quadrature node
-    (float64, 2049 nodes), so 32768 on a GPU (about 1.3 GB with one B1 node) and 2048 on the CPU."""
+    """Voxels per chunk of the dense evaluation: 16 kB per voxel for each array over the 2049 dense nodes
+    (float64) that a chunk holds, one per B1 quadrature node and about four more, so 32768 on a GPU (about
+    2.6 GB with one node, 4.7 GB with five) and 2048 on the CPU (a guess on a GPU until measured)."""
     return 32768 if device.startswith("cuda") else 2048
 
 
@@ -126,7 +127,7 @@ class DenseEvaluator:
             step = float(d.b1[1] - d.b1[0])
             values = np.concatenate([values, step * nodal[..., values.shape[-1] : 2 * values.shape[-1]]], axis=1)
         self.values = as_tensor(values)  # (n_b1, n_cols or 2 n_cols, n_dense)
-        self.tables = as_tensor(np.stack([d.values, d.slopes, d.curvatures], axis=2))  # (n_b1, n_dense, 3, n_cols): gathers
+        self.tables = as_tensor(np.stack([d.slopes, d.curvatures], axis=2))  # (n_b1, n_dense, 2, n_cols): gathers
         t1 = np.exp(d.u)
         base = self.h * _gregory_weights(len(d.u)) * t1  # Jacobian dT1 = T1 du
         # columns: normalisation, sum T1, sum T1^2, sum u, sum u^2
@@ -161,9 +162,9 @@ class DenseEvaluator:
         return out
 
     def _at_nodes(self, mvec, node, j, w):
-        """Value, slope and curvature in ``u`` of the log-likelihood at dense node ``node`` (m,) per voxel: (m, 3)."""
+        """Slope and curvature in ``u`` of the log-likelihood at dense node ``node`` (m,) per voxel, linear in B1: (m, 2)."""
         jt = self.torch.as_tensor(j, device=self.device)
-        lo = self.tables[jt, node]  # (m, 3, n_cols)
+        lo = self.tables[jt, node]  # (m, 2, n_cols)
         if self.n_b1 > 1:
             hi = self.tables[jt + 1, node]
             lo = lo + w[:, None, None] * (hi - lo)
@@ -239,11 +240,11 @@ class DenseEvaluator:
         u = u_nodes[k]
         for _ in range(_NEWTON_STEPS):  # Newton iterations (vectorised over voxels)
             node = torch.clamp(torch.round((u - float(self.u[0])) / self.h).long(), 0, n_dense - 1)
-            parts = torch.stack([self._at_nodes(mvec, node, j, w) for (j, _), w in zip(positions, ws)])  # (q, m, 3)
+            parts = torch.stack([self._at_nodes(mvec, node, j, w) for (j, _), w in zip(positions, ws)])  # (q, m, 2)
             at_node = torch.stack([llq[rows, node] for llq in per_node])  # the interpolated values, prior weights in
             pi = torch.softmax(at_node, dim=0)
-            slope = (pi * parts[:, :, 1]).sum(0)
-            curv = (pi * (parts[:, :, 2] + parts[:, :, 1] ** 2)).sum(0) - slope**2
+            slope = (pi * parts[:, :, 0]).sum(0)
+            curv = (pi * (parts[:, :, 1] + parts[:, :, 0] ** 2)).sum(0) - slope**2
             step = torch.where(curv < 0, -slope / torch.where(curv < 0, curv, -1.0), torch.sign(slope) * self.h)
             step = torch.clamp(torch.nan_to_num(step), -self.h, self.h)
             u_new = torch.clamp(u_nodes[node] + step, model.u_min, model.u_max)

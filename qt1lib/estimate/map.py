@@ -637,7 +637,8 @@ class ExactMAPModel:
             )
         self.method = method
         #: The torch device of the dense evaluation (resolved; ``"cpu"`` without CUDA).
-        self.device = resolve_device(device) if method in ("auto", "dense") else "cpu"
+        resolved = resolve_device(device) if method in ("auto", "dense") or device is not None else "cpu"
+        self.device = resolved if method in ("auto", "dense") else "cpu"  # the other methods run in NumPy
         tlo, thi = (float(v) for v in table_b1_range)
         if not (start - 1e-9 <= tlo < thi <= stop + 1e-9):
             raise ValueError(f"table_b1_range must be (min, max) within the B1 grid [{start}, {stop}], got {table_b1_range!r}")
