@@ -67,6 +67,11 @@ __all__ = [
     "MATHJAX_COMPONENT",
     "citation_markdown",
     "write_citation",
+    "REPOSITORY_ENV",
+    "RepositoryURLError",
+    "remote_web_url",
+    "find_repository_url",
+    "write_repository_settings",
     "execute_chapter",
     "portable_parameters",
     "make_portable",
@@ -513,11 +518,13 @@ def write_timings(src: Path, profile: str, timings: dict[str, float], seed: int 
     gpu = f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU"
     dirty = " (with uncommitted changes)" if info["uncommitted_changes"] else ""
     commit = info["commit"] if info["commit"] == "unknown" else f"`{info['commit']}`"
+    repository = (yaml.safe_load((src / "_config.yml").read_text()).get("repository") or {}).get("url")
+    repository = f"<{repository}>" if repository else "none named (no repository or launch buttons)"
     rows = "\n".join(f"| `{name}` | {seconds:.1f} |" for name, seconds in timings.items())
     versions = "\n".join(f"| {name} | {version} |" for name, version in info["versions"].items())
     text = (
         f"| | |\n|---|---|\n| profile | **{profile}** |\n| seed | {seed} |\n| commit | {commit}{dirty} |\n"
-        f"| built | {info['date']} |\n| machine | {machine['cpu_cores']} CPU cores ({machine['usable_cores']} usable, "
+        f"| built | {info['date']} |\n| repository | {repository} |\n| machine | {machine['cpu_cores']} CPU cores ({machine['usable_cores']} usable, "
         f"torch threads: {machine.get('torch_threads', '?')}){gpu} |\n\n"
         "## Time per chapter\n\n| notebook | seconds |\n|---|---|\n"
         f"{rows}\n| **total** | {total:.1f} |\n\n## Package versions\n\n| package | version |\n|---|---|\n{versions}\n"
@@ -543,9 +550,18 @@ def write_timings(src: Path, profile: str, timings: dict[str, float], seed: int 
     (src / "build-timings.json").write_text(json.dumps({**info, "seconds": timings}, indent=2))
 
 
-def prepare_sources(build_dir: Path) -> Path:
+def prepare_sources(build_dir: Path, repository: str | None = None) -> Path:
     """Copy the book sources into a fresh ``build_dir/src`` and return that directory (with the
-    environment's MathJax, the rendered citation and the profiles' substitutions)."""
+    environment's MathJax, the rendered citation, the repository and launch buttons and the
+    profiles' substitutions).
+
+    Parameters
+    ----------
+    build_dir : Path
+        The build tree; its ``src`` is replaced.
+    repository : str, optional
+        The book's public repository (https URL); default: :func:`find_repository_url`.
+    """
     src = Path(build_dir).resolve() / "src"
     if src.exists():
         shutil.rmtree(src)
@@ -557,7 +573,9 @@ def prepare_sources(build_dir: Path) -> Path:
         else:
             shutil.copy2(source, src / name)
     _vendor_mathjax(src)
-    write_citation(src)
+    url = find_repository_url(repository)
+    write_repository_settings(src, url)
+    write_citation(src, repository=url)
     write_profile_substitutions(src)
     return src
 
@@ -633,7 +651,8 @@ def citation_markdown(cff: dict) -> str:
         raise ValueError("CITATION.cff: expected cff-version 1.2.0 with a title and authors")
     lines = [" ".join(str(cff.get("message", "")).split()), ""]
     version = f" Version {cff['version']}." if "version" in cff else ""
-    lines.append(f"- **This book**: {', '.join(_author_names(cff['authors']))}. *{cff['title']}*.{version}")
+    code = f" <{cff['repository-code']}>" if cff.get("repository-code") else ""
+    lines.append(f"- **This book**: {', '.join(_author_names(cff['authors']))}. *{cff['title']}*.{version}{code}")
     bib = [_bibtex("qt1book", cff)]
     preferred = cff.get("preferred-citation")
     if preferred:
@@ -653,11 +672,81 @@ def citation_markdown(cff: dict) -> str:
     return "\n".join(lines)
 
 
-def write_citation(src: Path, cff_path: Path = REPO_ROOT / "CITATION.cff") -> None:
+def write_citation(src: Path, cff_path: Path = REPO_ROOT / "CITATION.cff", repository: str | None = None) -> None:
     """Write ``src/book/citation.md`` (included by the landing page) from the repository's
-    ``CITATION.cff`` (:func:`citation_markdown`), so the page cannot drift from the file."""
+    ``CITATION.cff`` (:func:`citation_markdown`), so the page cannot drift from the file.
+    ``repository`` (the book's URL, :func:`find_repository_url`) fills the book's
+    ``repository-code`` where the file leaves it out."""
     cff = yaml.safe_load(Path(cff_path).read_text())
+    if repository and not cff.get("repository-code"):
+        cff = {**cff, "repository-code": repository}
     (src / "book" / "citation.md").write_text(citation_markdown(cff))
+
+
+class RepositoryURLError(ValueError):
+    """The repository URL given for the build is not an https URL."""
+
+
+#: Environment variable naming the book's public repository (https URL) for the build; the command
+#: line's ``--repository-url`` takes precedence over it.
+REPOSITORY_ENV = "QT1_REPOSITORY_URL"
+_FORGE_REMOTE = re.compile(
+    r"(?:https?://|ssh://)?(?:[^@/\s]+@)?(github\.com|gitlab\.com|codeberg\.org|bitbucket\.org)[:/]"
+    r"([\w.-]+/[\w.-]+?)(?:\.git)?/?"
+)
+
+
+def remote_web_url(remote: str) -> str | None:
+    """The https address of a git remote on a public forge (GitHub, GitLab, Codeberg, Bitbucket), in
+    https or ssh form; None for anything else (a local path, a private host)."""
+    match = _FORGE_REMOTE.fullmatch(remote.strip())
+    return f"https://{match[1]}/{match[2]}" if match else None
+
+
+def find_repository_url(explicit: str | None = None, cff_path: Path = REPO_ROOT / "CITATION.cff") -> str | None:
+    """The book's public repository, for its repository and launch buttons and its citation.
+
+    In order: ``explicit`` (the command line's ``--repository-url``), the environment variable
+    :data:`REPOSITORY_ENV`, ``repository-code`` in ``CITATION.cff``, then the checkout's ``origin``
+    remote when it is on a public forge (:func:`remote_web_url`). None when none of them names
+    one: a clone of a local copy publishes no link rather than a wrong one.
+
+    Raises
+    ------
+    RepositoryURLError
+        ``explicit`` or :data:`REPOSITORY_ENV` is set but is not an https URL.
+    """
+    for name, value in (("--repository-url", explicit), (REPOSITORY_ENV, os.environ.get(REPOSITORY_ENV))):
+        if value:
+            if not re.fullmatch(r"https://[^\s/]+/\S+", value):
+                raise RepositoryURLError(f"{name}: expected the repository's https URL (https://github.com/OWNER/NAME), got {value!r}")
+            return value.rstrip("/")
+    cff = yaml.safe_load(Path(cff_path).read_text()) if Path(cff_path).is_file() else {}
+    if cff.get("repository-code"):
+        return str(cff["repository-code"]).rstrip("/")
+    origin = _git("remote", "get-url", "origin")
+    return remote_web_url(origin) if origin else None
+
+
+def write_repository_settings(src: Path, url: str | None) -> None:
+    """Point the repository and launch buttons of ``src/_config.yml`` at ``url``, or drop them.
+
+    Without a URL the repository button and the launch buttons are turned off. Binder and Colab
+    links are kept only for a GitHub repository, the one provider sphinx-book-theme builds them
+    for (it warns, and a strict build fails, on any other). Only links: nothing is fetched.
+    """
+    config_path = src / "_config.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config.setdefault("repository", {})["url"] = url or ""
+    config.setdefault("html", {})["use_repository_button"] = bool(url)
+    if not (url and url.startswith("https://github.com/")):
+        launch = config.setdefault("launch_buttons", {})
+        for key in ("binderhub_url", "colab_url", "jupyterhub_url"):
+            if key in launch:
+                launch[key] = ""
+    tmp = config_path.with_name(f".{config_path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    os.replace(tmp, config_path)
 
 
 def build_book(src: Path, build_dir: Path, strict: bool = True) -> Path:
@@ -749,6 +838,7 @@ def run_study(
     only: list[str] | None = None,
     build: bool = True,
     progress: bool | None = None,
+    repository: str | None = None,
 ) -> Path:
     """Execute the chapters for ``profile`` and build the book; returns the HTML directory.
 
@@ -775,6 +865,10 @@ def run_study(
         Run ``jupyter-book build`` after the notebooks.
     progress : bool, optional
         Show each chapter's cells done and time spent (:class:`CellProgress`); default yes.
+    repository : str, optional
+        The book's public repository (https URL) for its repository and launch buttons and its
+        citation; default: :func:`find_repository_url` (``QT1_REPOSITORY_URL``, ``CITATION.cff``,
+        the ``origin`` remote), none when none names one.
 
     Raises
     ------
@@ -785,6 +879,8 @@ def run_study(
         before the first one runs).
     FileNotFoundError
         ``bids_dir`` does not exist (a dataset is never simulated where a path was given).
+    RepositoryURLError
+        ``repository`` is not an https URL.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
@@ -801,7 +897,7 @@ def run_study(
         chapters = find_chapters(only=only)
         for chapter in chapters:  # fail before anything runs
             chapter_run_parameters(chapter, profile, bids_dir, work_dir, seed)
-        src = prepare_sources(build_dir)
+        src = prepare_sources(build_dir, repository)
         timings: dict[str, float] = {}
         for i, chapter in enumerate(chapters, 1):
             print(f"[{i}/{len(chapters)}] {chapter.path.name} (profile {profile})", flush=True)
@@ -835,11 +931,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notebooks", nargs="*", default=None, help="chapter numbers to run, e.g. 01 02")
     parser.add_argument("--no-book", action="store_true", help="run the notebooks but do not build the book")
     parser.add_argument("--no-progress", action="store_true", help="do not show the cells done within a chapter")
+    parser.add_argument("--repository-url", default=None,
+                        help=f"the book's public repository for its repository and launch buttons (default: ${REPOSITORY_ENV}, "
+                             "CITATION.cff's repository-code, or the origin remote on a public forge; none: no buttons)")
     args = parser.parse_args(argv)
     try:
+        repository = find_repository_url(args.repository_url)
         run_study(args.profile, args.build_dir, args.bids_dir, args.work_dir, args.seed, args.notebooks,
-                  not args.no_book, progress=False if args.no_progress else None)
-    except (BuildDirectoryLocked, ParameterError, FileNotFoundError) as error:
+                  not args.no_book, progress=False if args.no_progress else None, repository=repository)
+    except (BuildDirectoryLocked, ParameterError, FileNotFoundError, RepositoryURLError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -180,6 +180,35 @@ def test_citation_is_rendered_on_the_landing_page(html):
     assert 'href="https://github.com/MASILab/map_t1_mapping"' in intro
 
 
+def _button_links(text: str, title: str) -> list[str]:
+    """The targets of the theme's header buttons with this tooltip ("Source repository", "Launch on Binder")."""
+    return re.findall(r'<a href="([^"]+)"[^>]*?title="' + re.escape(title) + '"', text)
+
+
+def test_repository_and_launch_buttons_point_at_the_repository_the_build_found(html):
+    """The buttons name the repository that :func:`qt1lib.study.find_repository_url` finds for this
+    checkout, or are absent where it finds none: never a placeholder or another project's address."""
+    url = study.find_repository_url()
+    problems = []
+    for name, text in _html_pages(html):
+        repository = _button_links(text, "Source repository")
+        binder = _button_links(text, "Launch on Binder")
+        if "OWNER/" in text:
+            problems.append(f"{name}: a placeholder repository address")
+        if url is None:
+            if repository or binder:
+                problems.append(f"{name}: buttons {repository + binder} without a repository")
+            continue
+        if repository != [url]:
+            problems.append(f"{name}: repository button {repository}, expected [{url}]")
+        if name.startswith("notebooks/") and url.startswith("https://github.com/"):
+            owner_name = url.removeprefix("https://github.com/")
+            expected = f"/v2/gh/{owner_name}/main?urlpath=lab/tree/{name.removesuffix('.html')}.ipynb"
+            if len(binder) != 1 or not binder[0].endswith(expected):
+                problems.append(f"{name}: Binder link {binder}, expected one ending {expected}")
+    assert not problems, "\n".join(problems)
+
+
 def test_downloadable_notebooks_carry_no_build_path(html, smoke_build):
     """The .ipynb that the pages offer (and the page sources) hold no absolute path of the build."""
     machine = [str(smoke_build.build_dir), str(study.REPO_ROOT), sys.prefix]

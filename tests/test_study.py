@@ -82,3 +82,83 @@ def test_parameter_reference_comes_from_the_notebooks_and_config(tmp_path):
     assert row.split(" | ")[1:4] == ["`500`", "500", "2000"]
     row = next(line for line in page.splitlines() if line.startswith("| `width` |"))
     assert row.split(" | ")[2:4] == ["16", "64"]
+
+
+@pytest.mark.parametrize(
+    ("remote", "expected"),
+    [
+        ("https://github.com/someone/qt1-study-book.git", "https://github.com/someone/qt1-study-book"),
+        ("git@github.com:someone/qt1-study-book.git", "https://github.com/someone/qt1-study-book"),
+        ("ssh://git@gitlab.com/group/book", "https://gitlab.com/group/book"),
+        ("https://codeberg.org/a/b/", "https://codeberg.org/a/b"),
+        ("/work/main", None),
+        ("file:///srv/git/book.git", None),
+        ("https://git.example.org/a/b.git", None),
+    ],
+)
+def test_remote_web_url_knows_public_forges_only(remote, expected):
+    assert study.remote_web_url(remote) == expected
+
+
+def _cff(tmp_path, **fields):
+    path = tmp_path / "CITATION.cff"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in {"cff-version": "1.2.0", **fields}.items()))
+    return path
+
+
+def test_repository_url_precedence(tmp_path, monkeypatch):
+    """--repository-url, then $QT1_REPOSITORY_URL, then CITATION.cff's repository-code, then origin."""
+    monkeypatch.delenv(study.REPOSITORY_ENV, raising=False)
+    with_code = _cff(tmp_path, **{"repository-code": "https://github.com/cff/book"})
+    monkeypatch.setattr(study, "_git", lambda *args: "git@github.com:origin/book.git")
+    assert study.find_repository_url(None, tmp_path / "absent.cff") == "https://github.com/origin/book"
+    assert study.find_repository_url(None, with_code) == "https://github.com/cff/book"
+    monkeypatch.setenv(study.REPOSITORY_ENV, "https://github.com/env/book/")
+    assert study.find_repository_url(None, with_code) == "https://github.com/env/book"
+    assert study.find_repository_url("https://gitlab.com/cli/book", with_code) == "https://gitlab.com/cli/book"
+    monkeypatch.delenv(study.REPOSITORY_ENV)
+    monkeypatch.setattr(study, "_git", lambda *args: "/work/main")
+    assert study.find_repository_url(None, _cff(tmp_path)) is None
+
+
+@pytest.mark.parametrize("bad", ["github.com/a/b", "http://github.com/a/b", "https://github.com", "OWNER/book"])
+def test_repository_url_that_is_not_https_is_refused(bad, monkeypatch):
+    monkeypatch.delenv(study.REPOSITORY_ENV, raising=False)
+    with pytest.raises(study.RepositoryURLError, match="--repository-url"):
+        study.find_repository_url(bad)
+    monkeypatch.setenv(study.REPOSITORY_ENV, bad)
+    with pytest.raises(study.RepositoryURLError, match=study.REPOSITORY_ENV):
+        study.find_repository_url()
+
+
+def test_the_command_line_refuses_a_bad_repository_url(tmp_path, capsys):
+    assert study.main(["--repository-url", "OWNER/book", "--build-dir", str(tmp_path), "--no-book"]) == 2
+    assert "--repository-url" in capsys.readouterr().err
+    assert not (tmp_path / "src").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "repository_button", "binder"),
+    [("https://github.com/a/book", True, "https://mybinder.org"), ("https://gitlab.com/a/book", True, ""), (None, False, "")],
+)
+def test_repository_settings_turn_buttons_on_only_where_they_can_work(tmp_path, url, repository_button, binder):
+    """No URL: no repository or launch button (never a placeholder link); Binder only for GitHub, the one
+    provider sphinx-book-theme builds Binder links for."""
+    import yaml
+
+    (tmp_path / "_config.yml").write_text((study.REPO_ROOT / "_config.yml").read_text())
+    study.write_repository_settings(tmp_path, url)
+    config = yaml.safe_load((tmp_path / "_config.yml").read_text())
+    assert config["repository"]["url"] == (url or "")
+    assert config["html"]["use_repository_button"] is repository_button
+    assert config["launch_buttons"]["binderhub_url"] == binder
+
+
+def test_citation_names_the_repository_the_build_found(tmp_path):
+    (tmp_path / "book").mkdir()
+    study.write_citation(tmp_path, repository="https://github.com/a/book")
+    page = (tmp_path / "book" / "citation.md").read_text()
+    assert "<https://github.com/a/book>" in page.splitlines()[2]  # the book's own line
+    assert "url = {https://github.com/a/book}" in page.split("@article")[0]
+    study.write_citation(tmp_path)
+    assert "github.com/a/book" not in (tmp_path / "book" / "citation.md").read_text()
