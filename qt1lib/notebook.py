@@ -76,6 +76,8 @@ __all__ = [
     "format_p",
     "plural",
     "format_count_range",
+    "format_share",
+    "format_percent_of",
     "format_values",
     "format_at_most",
     "training_stop_text",
@@ -563,6 +565,46 @@ def format_count_range(low: int, high: int, singular: str, plural_form: str | No
     return f"{int(low)} to {plural(int(high), singular, plural_form)}"
 
 
+def format_share(count: int, total: int, singular: str, plural_form: str | None = None) -> str:
+    """How many of ``total`` things, for prose: ``"2 of 3 tissues"``, ``"all 3 tissues"``,
+    ``"none of the 3 tissues"`` (never ``"0 of 3"`` or ``"3 of the 3"``); ``"the tissue"`` or
+    ``"no tissue"`` when there is one."""
+    if not (is_integer(count) and is_integer(total)) or not 0 <= int(count) <= int(total) or int(total) < 1:
+        raise ValueError(f"count and total must be integers with 0 <= count <= total and total >= 1, "
+                         f"got {count!r} and {total!r}")
+    count, total = int(count), int(total)
+    word = plural_form or singular + "s"
+    if total == 1:
+        return f"the {singular}" if count == 1 else f"no {singular}"
+    if count == total:
+        return f"both {word}" if total == 2 else f"all {total} {word}"
+    if count == 0:
+        return f"neither {singular}" if total == 2 else f"none of the {total} {word}"
+    return f"{count} of {total} {word}"
+
+
+def format_percent_of(percent: float, noun: str, digits: int = 1) -> str:
+    """A share of things as a percentage, for prose: ``"12.5 % of the voxels"``, ``"none of the voxels"``
+    or ``"all of the voxels"`` when it is exactly 0 or 100 %, and ``"less than 0.1 % of the voxels"`` or
+    ``"more than 99.9 % of the voxels"`` when it only rounds to them (never ``"0.0 %"`` or ``"At least 100.0 %"``).
+
+    ``noun`` is the plural with its article (``"the voxels"``).
+    """
+    percent = _finite(percent, "percent")
+    if not 0.0 <= percent <= 100.0:
+        raise ValueError(f"percent must lie in [0, 100], got {percent!r}")
+    if percent == 0.0:
+        return f"none of {noun}"
+    if percent == 100.0:
+        return f"all of {noun}"
+    step = 10.0 ** -digits
+    if round(percent, digits) == 0.0:
+        return f"less than {format_number(step, digits)} % of {noun}"
+    if round(percent, digits) == 100.0:
+        return f"more than {format_number(100 - step, digits)} % of {noun}"
+    return f"{format_number(percent, digits)} % of {noun}"
+
+
 def format_values(values: Any, unit: str = "", *, fmt: str = "g", prefix: str = "at ", empty: str = "nowhere") -> str:
     """A list of values for prose: ``"at 0.3, 0.5 and 4 s"``, or ``empty`` when there is none.
 
@@ -728,7 +770,8 @@ def glue_solution(key: str, solution: Any, *args: Any, enabled: bool = True, una
     key : str
         The exercise's glue prefix, e.g. ``"ex02_1"``: each text ``name`` the solution declares
         (:func:`qt1lib.solutions.answers`) is glued as ``{key}_{name}``, the runtime as
-        ``{key}_runtime`` (e.g. ``"1.3 s on 2 CPU cores"``, measured with :func:`time.perf_counter`).
+        ``{key}_runtime`` (e.g. ``"1.3 s on 2 CPU cores"``, measured with :func:`time.perf_counter`),
+        and, when it ran, the seconds as ``{key}_seconds`` (``"1.274"``, for the build report).
     solution : callable
         A function decorated with :func:`qt1lib.solutions.answers`, called as
         ``solution(*args, **kwargs)``.
@@ -757,6 +800,7 @@ def glue_solution(key: str, solution: Any, *args: Any, enabled: bool = True, una
         texts = dict(solution(*args, **kwargs))
         seconds = time.perf_counter() - start
         texts["runtime"] = f"{format_duration(seconds)} on {plural(usable_cpus(), 'CPU core')}"
+        glue_text(f"{key}_seconds", f"{seconds:.3f}")  # for the build report (qt1lib.study.solution_seconds)
     else:
         texts = dict.fromkeys(names, SOLUTION_NOT_RUN)
         texts["runtime"] = (f"not measured: {unavailable}" if unavailable is not None and enabled else

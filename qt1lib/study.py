@@ -76,6 +76,7 @@ __all__ = [
     "portable_parameters",
     "make_portable",
     "write_timings",
+    "solution_seconds",
     "build_provenance",
     "write_parameter_reference",
     "build_book",
@@ -496,6 +497,18 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def solution_seconds(notebook: Path) -> float:
+    """Seconds an executed chapter spent in its exercises' solutions: the sum of the ``exNN_k_seconds``
+    that :func:`qt1lib.notebook.glue_solution` glues for each solution it ran (0 when none ran)."""
+    total = 0.0
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name", "")
+            if re.fullmatch(r"ex\d\d_\d+_seconds", name):
+                total += float(str(output["data"]["application/papermill.record/text/plain"]).strip("'\""))
+    return total
+
+
 def write_timings(src: Path, profile: str, timings: dict[str, float], seed: int = 0) -> None:
     """Write the build report into ``src``: ``book/build-timings.md`` (provenance and the time of each
     chapter, included by ``book/build-report.md``), ``book/lab-timings.md`` (the lab plan's table,
@@ -520,14 +533,18 @@ def write_timings(src: Path, profile: str, timings: dict[str, float], seed: int 
     commit = info["commit"] if info["commit"] == "unknown" else f"`{info['commit']}`"
     repository = (yaml.safe_load((src / "_config.yml").read_text()).get("repository") or {}).get("url")
     repository = f"<{repository}>" if repository else "none named (no repository or launch buttons)"
-    rows = "\n".join(f"| `{name}` | {seconds:.1f} |" for name, seconds in timings.items())
+    solving = {name: solution_seconds(src / "notebooks" / name) if (src / "notebooks" / name).is_file() else 0.0
+               for name in timings}
+    rows = "\n".join(f"| `{name}` | {seconds:.1f} | {solving[name]:.1f} |" for name, seconds in timings.items())
     versions = "\n".join(f"| {name} | {version} |" for name, version in info["versions"].items())
     text = (
         f"| | |\n|---|---|\n| profile | **{profile}** |\n| seed | {seed} |\n| commit | {commit}{dirty} |\n"
         f"| built | {info['date']} |\n| repository | {repository} |\n| machine | {machine['cpu_cores']} CPU cores ({machine['usable_cores']} usable, "
         f"torch threads: {machine.get('torch_threads', '?')}){gpu} |\n\n"
-        "## Time per chapter\n\n| notebook | seconds |\n|---|---|\n"
-        f"{rows}\n| **total** | {total:.1f} |\n\n## Package versions\n\n| package | version |\n|---|---|\n{versions}\n"
+        "## Time per chapter\n\nThe time of each papermill run, and the part of it spent in the exercises' solutions "
+        "(the *What you should see* dropdowns; `-p solutions False` skips them).\n\n"
+        "| notebook | seconds | of which solutions |\n|---|---|---|\n"
+        f"{rows}\n| **total** | {total:.1f} | {sum(solving.values()):.1f} |\n\n## Package versions\n\n| package | version |\n|---|---|\n{versions}\n"
     )
     (src / "book" / "build-timings.md").write_text(text)
     lab = []
@@ -547,7 +564,8 @@ def write_timings(src: Path, profile: str, timings: dict[str, float], seed: int 
         + f"\n| **live chapters** ({', '.join(LAB_LIVE)}) | | **{_minutes(live)}** |\n"
         f"| **whole build** (the instructor's `make book PROFILE={profile}`, before the lab) | | **{_minutes(total)}** |\n"
     )
-    (src / "build-timings.json").write_text(json.dumps({**info, "seconds": timings}, indent=2))
+    (src / "build-timings.json").write_text(json.dumps({**info, "seconds": timings, "solution_seconds": solving},
+                                                       indent=2))
 
 
 def prepare_sources(build_dir: Path, repository: str | None = None) -> Path:

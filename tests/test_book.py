@@ -247,9 +247,12 @@ def test_build_report_has_commit_versions_and_seed(html, smoke_build):
     for package in ("python", "numpy", "torch", "antspyx", "jupyter-book", "myst-nb", "mathjax"):
         assert re.search(rf"{package} (\d|from its CDN)", report), package
     for name in smoke_build.timings:
-        assert re.search(re.escape(name) + r" \d+\.\d", report), name
+        assert re.search(re.escape(name) + r" \d+\.\d \d+\.\d", report), name  # seconds, of which solutions
     record = json.loads((smoke_build.src / "build-timings.json").read_text())
     assert record["commit"] == commit and record["seed"] == 0 and set(record["seconds"]) == set(smoke_build.timings)
+    solving = record["solution_seconds"]
+    assert set(solving) == set(smoke_build.timings)
+    assert all(0 < solving[name] < record["seconds"][name] for name in solving), solving  # every chapter has exercises
 
 
 def test_teaching_page_gives_the_lab_times_of_this_build(html, smoke_build):

@@ -31,6 +31,8 @@ from qt1lib.notebook import (
     format_count_range,
     format_number,
     format_p,
+    format_percent_of,
+    format_share,
     format_values,
     SOLUTION_NOT_RUN,
     plural,
@@ -74,6 +76,25 @@ def test_counts_ranges_and_lists_read_as_prose():
     assert format_values(np.array([0.3, 0.5, 4.0]), "s", prefix="at T1 = ") == "at T1 = 0.3, 0.5 and 4 s"
     with pytest.raises(ValueError, match="plural|count"):
         plural(1.5, "epoch")
+
+
+def test_shares_read_all_none_or_k_of_n():
+    assert format_share(2, 3, "tissue") == "2 of 3 tissues"
+    assert format_share(3, 3, "tissue") == "all 3 tissues"
+    assert format_share(0, 3, "tissue") == "none of the 3 tissues"
+    assert format_share(2, 2, "tissue") == "both tissues" and format_share(0, 2, "tissue") == "neither tissue"
+    assert format_share(1, 1, "tissue") == "the tissue" and format_share(0, 1, "tissue") == "no tissue"
+    assert format_share(1, 4, "T1 value") == "1 of 4 T1 values"
+    for bad in ((4, 3), (-1, 3), (1, 0), (1.5, 3)):
+        with pytest.raises(ValueError, match="count and total"):
+            format_share(*bad, "tissue")
+    assert format_percent_of(0.0, "the voxels") == "none of the voxels"
+    assert format_percent_of(100.0, "the voxels") == "all of the voxels"
+    assert format_percent_of(0.04, "the voxels") == "less than 0.1 % of the voxels"
+    assert format_percent_of(99.97, "the voxels") == "more than 99.9 % of the voxels"
+    assert format_percent_of(35.849, "the voxels") == "35.8 % of the voxels"
+    with pytest.raises(ValueError, match="percent must lie"):
+        format_percent_of(100.5, "the voxels")
 
 
 def test_numbers_and_small_bounds_never_read_zero_or_raw():
@@ -235,6 +256,11 @@ MISFIRES = {
     r"\d+ rows × \d+ columns": "a truncated table",
     r"\bnone s\b": "a unit after 'none'",
     r"\btook 0\.0+ ": "a duration that rounds to zero",
+    r"\bin 0\b(?![.,]?\d)": "a count of zero read as 'in 0' (format_share: 'none of the 3 tissues')",
+    r"\b(\d+) of (?:the )?\1 [a-zA-Z]": "'3 of 3' (format_share: 'all 3 tissues')",
+    r"(?<![\d.])0\.0+ % of\b": "a share that rounds to zero (format_percent_of: 'none of the voxels')",
+    r"\b[Aa]t least 100(?:\.0+)? %": "'at least 100 %' (format_percent_of: 'all of the voxels')",
+    r"\bnot measurable with one subject per\b": "a clause glued where a number was expected",
 }
 
 

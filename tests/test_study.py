@@ -162,3 +162,18 @@ def test_citation_names_the_repository_the_build_found(tmp_path):
     assert "url = {https://github.com/a/book}" in page.split("@article")[0]
     study.write_citation(tmp_path)
     assert "github.com/a/book" not in (tmp_path / "book" / "citation.md").read_text()
+
+
+def test_solution_seconds_sum_the_glued_solution_times(tmp_path):
+    """The build report's solutions column reads the seconds that glue_solution glues, and nothing else."""
+
+    def record(name, value):
+        return nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": repr(value)},
+                                      metadata={"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}})
+
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [record("ex01_1_seconds", "1.250"), record("ex01_1_runtime", "1.3 s on 2 CPU cores"),
+                    record("ex01_2_seconds", "0.500"), record("t1_seconds", "9.0")]
+    path = tmp_path / "01.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_markdown_cell("text")]), path)
+    assert study.solution_seconds(path) == pytest.approx(1.75)

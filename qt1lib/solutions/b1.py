@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..estimate.b1_sensitivity import b1_error_grid, b1_sensitivity
-from ..notebook import compare_text, format_duration, format_number, plural
+from ..notebook import compare_text, format_duration, format_number, format_percent_of, plural
 from ..protocols import MPnRAGEProtocol
 from ..validate import require_integer
 from . import answers
@@ -145,8 +145,8 @@ def seed_histogram_noise(holes: float, holes_chapter: float, voxels: pd.DataFram
     chapter = noisy_chapter[(noisy_chapter["estimator"] == "map_seed_mp3rage") & np.isclose(noisy_chapter["b1"], 1.0)]
     sd, sd_old = float(noisy["t1_sd"].iloc[0]), float(chapter["t1_sd"].iloc[0])
     return {
-        "holes_pct": format_number(100 * holes, 1, "%"),
-        "holes_chapter_pct": format_number(100 * holes_chapter, 1, "%"),
+        "holes_pct": format_percent_of(100 * holes, "the first subject's brain voxels"),
+        "holes_chapter_pct": format_percent_of(100 * holes_chapter, "them"),
         "slope2_ms": format_number(100 * new["map_seed_mp2rage"], 0, "ms"),
         "slope2_chapter_ms": format_number(100 * old["map_seed_mp2rage"], 0, "ms"),
         "slope3_ms": format_number(100 * new["map_seed_mp3rage"], 0, "ms"),
@@ -168,7 +168,7 @@ def _slopes_by(voxels: pd.DataFrame, by: Sequence[str]) -> pd.Series:
     return pd.Series(rows, dtype=float)
 
 
-@answers("subjects", "spread_subjects_ms", "spread_purity_ms", "purity_pct", "purity_pure_pct", "estimator",
+@answers("between_subjects", "spread_purity_ms", "purity_pct", "purity_pure_pct", "estimator",
          "full_estimate", "n_more")
 def slope_stability(voxels: pd.DataFrame, voxels_pure: pd.DataFrame, purity: float, purity_pure: float,
                     labels: Mapping[str, str], estimator: str, extra_subjects: int, brain_voxels: int,
@@ -188,8 +188,9 @@ def slope_stability(voxels: pd.DataFrame, voxels_pure: pd.DataFrame, purity: flo
     Returns
     -------
     dict of str
-        The subjects compared, the largest difference of a tissue's slope between subjects and between
-        the two purities (ms per 0.1 of B1+, for ``estimator``), its label, and the estimated time of the
+        ``between_subjects``: a clause with the largest difference of a tissue's slope between the subjects
+        compared (ms per 0.1 of B1+, for ``estimator``; with one subject, that it cannot be measured), the
+        largest difference between the two purities, the estimator's label, and the estimated time of the
         maps the full exercise adds.
     """
     by_subject = _slopes_by(voxels, ["subject"])
@@ -202,8 +203,9 @@ def slope_stability(voxels: pd.DataFrame, voxels_pure: pd.DataFrame, purity: flo
     names = list(dict.fromkeys(voxels["estimator"]))
     seconds = mapping_seconds(names, brain_voxels, sigma, seed) * extra_subjects if extra_subjects else 0.0
     return {
-        "subjects": ", ".join(f"sub-{s}" for s in subjects) if len(subjects) > 1 else f"sub-{subjects[0]} only",
-        "spread_subjects_ms": format_number(spread, 0, "ms") if len(subjects) > 1 else "not measurable with one subject",
+        "between_subjects": (f"differs by up to {format_number(spread, 0, 'ms')} per 0.1 of B1+ between the chapter's "
+                             f"subjects ({', '.join(f'sub-{s}' for s in subjects)})" if len(subjects) > 1 else
+                             f"cannot be compared between subjects: the chapter maps sub-{subjects[0]} only"),
         "spread_purity_ms": format_number(change, 0, "ms"),
         "purity_pct": format_number(100 * purity, 0, "%"),
         "purity_pure_pct": format_number(100 * purity_pure, 0, "%"),

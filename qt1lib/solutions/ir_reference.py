@@ -14,7 +14,7 @@ from ..estimate.apparent import apparent_single_pool_t1
 from ..estimate.ir_fit import fit_ir_rdnls
 from ..estimate.sir_fit import fit_sir
 from ..estimate.sir_model_error import readout_residual_bias
-from ..notebook import compare_text, format_number, format_ratio, format_values
+from ..notebook import compare_text, format_number, format_percent_of, format_ratio, format_values
 from ..protocols import MPnRAGEProtocol
 from ..protocols_sir import SIRProtocol
 from ..sequences.bloch import free_pool_inversion
@@ -75,7 +75,8 @@ def sir_fit_spread(tissues: Sequence, n_voxels: int, seed: int, protocol: SIRPro
     -------
     dict of str
         Interquartile ranges of the relative ``R1f`` and PSR errors (%) in the exercise's setting and in
-        the reference setting, their ratio (:func:`qt1lib.notebook.format_ratio`), and the percentages of voxels on a bound.
+        the reference setting, their ratio (:func:`qt1lib.notebook.format_ratio`), and the shares of voxels on a bound
+        (:func:`qt1lib.notebook.format_percent_of`: "none of the voxels", "0.3 % of them").
     """
     new = sir_fit_metrics(protocol, tissues, snr, n_voxels, seed)
     ref = sir_fit_metrics(reference_protocol, tissues, reference_snr, n_voxels, seed)
@@ -90,8 +91,8 @@ def sir_fit_spread(tissues: Sequence, n_voxels: int, seed: int, protocol: SIRPro
         "psr_iqr_pct": format_number(100 * new["psr_iqr"], 0, "%"),
         "ref_psr_iqr_pct": format_number(100 * ref["psr_iqr"], 0, "%"),
         "psr_factor": factor("psr_iqr"),
-        "at_bound_pct": format_number(100 * new["at_bound"], 1, "%"),
-        "ref_at_bound_pct": format_number(100 * ref["at_bound"], 1, "%"),
+        "at_bound_pct": format_percent_of(100 * new["at_bound"], "the voxels"),
+        "ref_at_bound_pct": format_percent_of(100 * ref["at_bound"], "them"),
     }
 
 

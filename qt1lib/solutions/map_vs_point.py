@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..estimate.performance import simulate_estimator_performance
-from ..notebook import compare_text, format_number, format_values, plural
+from ..notebook import compare_text, format_number, format_percent_of, format_share, format_values
 from ..protocols import MPnRAGEProtocol
 from ..validate import require_number
 from . import answers
@@ -84,6 +84,11 @@ def bound_at_noise(protocols: Mapping[str, MPnRAGEProtocol], t1_values: Sequence
     }
 
 
+def _accepted(fraction: float, noun: str = "the voxels") -> str:
+    """The smallest share of accepted voxels over T1 values, as the subject of "... at every T1"."""
+    return f"all of {noun}" if fraction >= 1 else f"at least {format_percent_of(100 * fraction, noun)}"
+
+
 @answers("n_trials", "chapter_trials", "max_bias_ms", "chapter_max_bias_ms", "bias_compare", "valid_min_pct",
          "chapter_valid_min_pct", "std_change_pct")
 def seed_trials(protocols: Mapping[str, MPnRAGEProtocol], perf: pd.DataFrame, t1_values: Sequence[float],
@@ -105,7 +110,7 @@ def seed_trials(protocols: Mapping[str, MPnRAGEProtocol], perf: pd.DataFrame, t1
     dict of str
         The largest absolute bias of the seed MAP over the T1 values and protocols (ms) with the
         exercise's and with the chapter's histogram and a word comparing them (``bias_compare``), the
-        smallest share of accepted voxels (``valid_fraction``, %) of each, and the median change of
+        smallest share of accepted voxels (``valid_fraction``: "all of the voxels", "at least 98.5 % of the voxels") of each, and the median change of
         its standard deviation (%).
     """
     small = simulate_estimator_performance(list(protocols.values()), t1_values, [sigma], n_trials, seed=seed,
@@ -120,8 +125,8 @@ def seed_trials(protocols: Mapping[str, MPnRAGEProtocol], perf: pd.DataFrame, t1
         "max_bias_ms": format_number(bias, 0, "ms"),
         "chapter_max_bias_ms": format_number(bias_ref, 0, "ms"),
         "bias_compare": compare_text(bias, bias_ref, "larger than", "smaller than", "the same as", digits=0),
-        "valid_min_pct": format_number(100 * merged["valid_fraction"].min(), 1, "%"),
-        "chapter_valid_min_pct": format_number(100 * merged["valid_fraction_chapter"].min(), 1, "%"),
+        "valid_min_pct": _accepted(merged["valid_fraction"].min()),
+        "chapter_valid_min_pct": _accepted(merged["valid_fraction_chapter"].min(), "them"),
         "std_change_pct": format_number(100 * float(np.median(merged["std"] / merged["std_chapter"] - 1)), 1, "%",
                                         signed=True),
     }
@@ -190,7 +195,7 @@ def prior_end(protocol: MPnRAGEProtocol, t1_values: Sequence[float], sigma: floa
         "map_bias_ms": listed(by[("bias", "exact MAP")]),
         "mean_bias_ms": listed(by[("bias", "exact mean")]),
         "mean_vs_map": f"the posterior mean is {further} the MAP",
-        "mean_rmse_wins": f"{wins} of the {plural(len(by), 'T1 value')}",
+        "mean_rmse_wins": format_share(wins, len(by), "T1 value"),
         "t1_last": format_number(last, 1, "s"),
         "map_rmse": format_number(by.loc[last, ("rmse", "exact MAP")], 2, "s"),
         "mean_rmse": format_number(by.loc[last, ("rmse", "exact mean")], 2, "s"),

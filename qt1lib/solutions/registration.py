@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import tissues
-from ..notebook import compare_text, format_duration, format_number, plural
+from ..notebook import compare_text, format_duration, format_number, format_share, plural
 from ..phantom import load_truth
 from ..register import apply_transform
 from . import answers
@@ -70,7 +70,7 @@ def contrast_registration(inv2: Mapping[str, object], t1: Mapping[str, object], 
         "error_t1_mm": format_number(err_t1, 2, "mm"),
         "error_inv2_mm": format_number(err_inv2, 2, "mm"),
         "lower": compare_text(err_t1, err_inv2, "higher", "lower", "no different"),
-        "n_lower": f"{n_lower} of the {plural(len(subjects), 'subject')}",
+        "n_lower": format_share(n_lower, len(subjects), "subject"),
         "term_t1_ms": format_number(term_t1, 1, "ms"),
         "term_inv2_ms": format_number(term_inv2, 1, "ms"),
         "term_compare": compare_text(abs(term_t1), abs(term_inv2), "larger", "smaller", "the same", digits=1),
@@ -176,7 +176,7 @@ def subject_terms(terms: pd.DataFrame, sir_space: Mapping[str, object], bids_dir
         "n_subjects": plural(len(subjects), "subject"),
         "variation": (f"the term whose tissue means differ most between them is {spread.idxmax()}, by up to "
                       f"{format_number(float(spread.max()), 0, 'ms')}" if len(subjects) > 1 else
-                      "one subject shows no variation between subjects"),
+                      "one subject cannot show how the terms vary between subjects"),
         "follows_b1": best if best is not None else "none (the subjects' B1+ does not vary)",
         "correlation": format_number(correlation[best], 2) if best is not None else "not defined",
         "full_estimate": format_duration(seconds),

@@ -13,7 +13,7 @@ import pandas as pd
 from .. import tissues as _tissues
 from ..calibrate import CalibrationConfig
 from ..calibrate.folds import Fold
-from ..notebook import compare_text, format_duration, format_number, format_p, plural
+from ..notebook import compare_text, format_duration, format_number, format_p, format_share, plural
 from ..stats import mixed_model, paired_tests
 from ..validate import require_integer
 from . import answers, scaled_seconds
@@ -84,7 +84,7 @@ def t1_only_tests(subjects: Mapping, folds: Sequence[Fold], tissues: Sequence[in
         "loss_ms": listed([format_number(v, 1) for v in loss]) + " ms",
         "loses_most": str(loss.idxmax()),
         "p_values": listed([format_p(p) for p in tests["p_t"]]),
-        "n_significant": f"{int((tests['p_t'] < 0.05).sum())} of {plural(len(tests), 'tissue')}",
+        "n_significant": format_share(int((tests["p_t"] < 0.05).sum()), len(tests), "tissue"),
         "floor": format_number(float(tests["p_wilcoxon_min"].iloc[0]), 3),
     }
 
