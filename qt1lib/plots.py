@@ -370,7 +370,8 @@ def tissue_rmse_bars(
     *,
     method_names: Mapping[str, str] | None = None,
 ) -> Figure:
-    """Bars of a per-fold metric by tissue and method: mean across folds, error bar = sd.
+    """Bars of a per-fold metric by tissue and method: mean across folds, error bar = sd; the methods'
+    legend sits below the axes, in two columns.
 
     Tissues are in the order of :mod:`qt1lib.tissues` (others after, in the table's order).
 
@@ -398,4 +399,6 @@ def tissue_rmse_bars(
     unit = value.upper() if value in ("rmse", "mae") else value
     ax.set_ylabel("Pearson r" if value == "pearson_r" else f"{unit} (s)")
     ax.set_xlabel("")
+    if ax.get_legend() is not None:  # below the axes, where it hides no bar whatever their heights
+        sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.07), ncol=2, title=None, frameon=False)
     return ax.figure

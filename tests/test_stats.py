@@ -237,6 +237,9 @@ def test_tissue_rmse_bars_heights_are_fold_means():
     heights = sorted(p.get_height() for p in fig.axes[0].patches if p.get_height() > 0)
     expected = sorted(m.groupby(["method", "tissue"]).rmse.mean())
     assert heights == pytest.approx(expected)
+    fig.canvas.draw()
+    legend, axes = fig.axes[0].get_legend().get_window_extent(), fig.axes[0].get_window_extent()
+    assert legend.y1 <= axes.y0  # the legend covers no bar
     plt.close(fig)
 
 
