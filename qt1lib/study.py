@@ -331,6 +331,24 @@ class CellProgress:
             self._bar = None
 
 
+def _kernel_manager_class() -> type:
+    """The kernel manager of the chapters' runs: on POSIX, kernels talk to papermill over Unix sockets
+    (ZeroMQ ``ipc`` transport) instead of unencrypted localhost TCP ports, which other users of the
+    machine could reach (and which ipykernel warns about for every chapter); elsewhere, the default."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    if os.name != "posix":
+        return AsyncKernelManager
+
+    class LocalSocketKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+    return LocalSocketKernelManager
+
+
 def _register_engine() -> str:
     """Register (once) the papermill engine that reports each completed cell to a :class:`CellProgress`."""
     from papermill.engines import NBClientEngine, papermill_engines
@@ -433,6 +451,7 @@ def execute_chapter(
             engine_name=_register_engine(),
             progress_bar=False,  # papermill's own bar: replaced by CellProgress
             progress=reporter,
+            kernel_manager_class=_kernel_manager_class(),
         )
     finally:
         if reporter is not None:

@@ -177,3 +177,8 @@ def test_solution_seconds_sum_the_glued_solution_times(tmp_path):
     path = tmp_path / "01.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_markdown_cell("text")]), path)
     assert study.solution_seconds(path) == pytest.approx(1.75)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
+def test_chapter_kernels_talk_over_unix_sockets_not_tcp_ports():
+    assert study._kernel_manager_class()(kernel_name="python3").transport == "ipc"
