@@ -105,6 +105,8 @@ def main() -> None:
         help="estimator families to run (the plain LUT always runs: it is the reference of the ratios)",
     )
     parser.add_argument("--device", default=None, help="torch device of the dense steps (default CUDA if available, else cpu)")
+    parser.add_argument("--dense-chunk", type=int, default=None,
+                        help="voxels per chunk of the dense steps (default: qt1lib.estimate.dense_map.dense_chunk of the device)")
     parser.add_argument("--scale-priors", nargs="+", choices=("jeffreys", "flat"), default=["jeffreys"], help="scale priors of the exact MAP")
     args = parser.parse_args()
 
@@ -153,7 +155,8 @@ def main() -> None:
                 print(f"    {info['quadratic']} voxels by the quadratic form, {info['grid']} by the grid")
         if "dense" in args.steps:
             for protocol, label in ((SEED_7T_MP2RAGE, "MP2RAGE"), (SEED_7T_MP3RAGE, "MP3RAGE")):
-                model = ExactMAPModel(protocol, args.sigma, scale_prior=prior, method="dense", device=args.device)
+                model = ExactMAPModel(protocol, args.sigma, scale_prior=prior, method="dense", device=args.device,
+                                      dense_chunk_size=args.dense_chunk)
                 cases = [({}, ""), ({"b1": b1}, ", B1 map")] + ([({"b1": b1, "b1_sd": B1_SD}, ", B1 marginalised")]
                                                               if protocol is SEED_7T_MP3RAGE else [])
                 for kw, suffix in cases:
@@ -162,8 +165,8 @@ def main() -> None:
                         import torch
 
                         torch.cuda.reset_peak_memory_stats()
-                    measure(f"exact MAP {label}{tag}, dense ({model.device}){suffix}", lambda: model.fit(y, **kw), t1,
-                            results, memory)
+                    measure(f"exact MAP {label}{tag}, dense ({model.device}, chunk {model.dense_chunk_size}){suffix}",
+                            lambda: model.fit(y, **kw), t1, results, memory)
                     info = model.fit_info
                     results[-1]["fit_info"] = dict(info)
                     gpu = ""

@@ -118,6 +118,13 @@ def test_nan_voxels_stay_nan_and_chunks_do_not_change_the_numbers():
     again = ExactMAPModel(SEED_7T_MP3RAGE, SIGMA, method="dense", device="cpu").fit(y[:, 150:], b1=b1[150:], b1_sd=0.02)
     np.testing.assert_allclose(again.map, post.map[150:], rtol=1e-9)
     np.testing.assert_allclose(again.std, post.std[150:], rtol=1e-9)
+    small = ExactMAPModel(SEED_7T_MP3RAGE, SIGMA, method="dense", device="cpu", dense_chunk_size=64)
+    chunked = small.fit(y, b1=b1, b1_sd=0.02)  # five chunks instead of one
+    assert small.dense_chunk_size == 64 and small.fit_info == model.fit_info
+    for name in ("map", "mean", "std"):
+        np.testing.assert_allclose(getattr(chunked, name), getattr(post, name), rtol=1e-9, equal_nan=True)
+    with pytest.raises(ValueError, match="dense_chunk_size"):
+        ExactMAPModel(SEED_7T_MP3RAGE, SIGMA, method="dense", device="cpu", dense_chunk_size=0)
 
 
 def test_device_is_checked_and_resolved():

@@ -580,6 +580,10 @@ class ExactMAPModel:
         Torch device of ``method="dense"`` and of ``"auto"``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         Default: ``"cuda"`` where ``torch.cuda.is_available()``, else ``"cpu"`` (where ``"auto"`` keeps to the
         NumPy paths, the reference). Resolved when the model is made (:attr:`device`).
+    dense_chunk_size : int, optional
+        Voxels per chunk of ``method="dense"`` (default :func:`~qt1lib.estimate.dense_map.dense_chunk`
+        of the device: 32768 on a GPU, 2048 on the CPU); memory grows with it, the numbers do not
+        depend on it (``bench/bench_t1_mapping.py --dense-chunk`` times it).
     """
 
     def __init__(
@@ -602,6 +606,7 @@ class ExactMAPModel:
         store: object | None = None,
         n_threads: int | None = None,
         device: str | None = None,
+        dense_chunk_size: int | None = None,
     ):
         self.protocol = protocol
         self.sigma = _check_sigma(sigma)
@@ -645,6 +650,8 @@ class ExactMAPModel:
         self.table_b1_range = (tlo, thi)
         self.store = _check_store(store)
         self.n_threads = default_threads() if n_threads is None else require_integer("n_threads", n_threads, 1)
+        self.dense_chunk_size = (dense_chunk(self.device) if dense_chunk_size is None else
+                                 require_integer("dense_chunk_size", dense_chunk_size, 1, integral_floats=True))
         #: Counts of the last :meth:`fit`: voxels fitted, by the table, by the quadratic-form
         #: evaluation, by the dense evaluation, by the grid (all of them for ``method="grid"``), and of
         #: those sent to the grid because their B1 lies outside the table's rows.
@@ -1052,7 +1059,7 @@ class ExactMAPModel:
         limit = None if self.gof_alpha is None else self.sigma**2 * chi2.isf(self.gof_alpha, 2 * self.n_used - 3)
         if with_b1:  # sort voxels by B1 so that a chunk touches few B1 nodes
             todo = todo[np.argsort(b1[todo], kind="stable")]
-        size = dense_chunk(self.device)
+        size = self.dense_chunk_size
         rest = []
         for begin in range(0, len(todo), size):  # loop over chunks of voxels
             sel = todo[begin : begin + size]
