@@ -108,6 +108,19 @@ def test_uni_invariance_to_complex_scale_and_robust_limit():
         robust_uni(g[0], g[1], -1.0)
 
 
+def test_uni_never_leaves_its_bounds_in_float32():
+    """Equal and opposite float32 signals sit on the bounds, where rounding overshoots the raw formula
+    (the paper profile's noise-free one-tissue images failed the seed MAP's range check so)."""
+    rng = np.random.default_rng(3)
+    g = (rng.standard_normal(20_000) + 1j * rng.standard_normal(20_000)).astype(np.complex64)
+    raw = np.real(np.conj(g) * g) / (np.abs(g) ** 2 + np.abs(g) ** 2)
+    assert raw.max() > 0.5  # the overshoot is real, so the test can fail
+    for combine in (uni, lambda a, b: robust_uni(a, b, 0.0)):
+        assert combine(g, g).max() == 0.5 and combine(g, -g).min() == -0.5
+        assert combine(g, g).dtype == np.float32
+    assert np.isnan(uni(np.complex64(0), np.complex64(0)))
+
+
 def test_combinations_follow_the_view():
     g = gre_signals(np.array([1.0, 2.0]), SEED_7T_MP3RAGE)
     assert combinations(g, SEED_7T_MP3RAGE).shape == (2, 2)

@@ -194,12 +194,15 @@ def uni(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
     """MP2RAGE combination ``S = Re(conj(g1) g2) / (|g1|^2 + |g2|^2)`` in [-0.5, 0.5].
 
     Marques et al. 2010, eq. 3. Free of M0, T2*, receive field and common phase. Where both
-    signals are zero (no signal at all) the result is NaN.
+    signals are zero (no signal at all) the result is NaN. The bound is exact,
+    ``|Re(conj(g1) g2)| <= |g1| |g2| <= (|g1|^2 + |g2|^2) / 2``, but rounding overshoots it by an ulp
+    where the two signals are (anti)parallel and equally large (in float32, a third of such voxels):
+    the result is clipped to it, so that estimators may check their input's range strictly.
     """
     g1 = np.asarray(g1)
     g2 = np.asarray(g2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.real(np.conj(g1) * g2) / (np.abs(g1) ** 2 + np.abs(g2) ** 2)
+        return np.clip(np.real(np.conj(g1) * g2) / (np.abs(g1) ** 2 + np.abs(g2) ** 2), -0.5, 0.5)
 
 
 def robust_uni(g1: np.ndarray, g2: np.ndarray, beta: float) -> np.ndarray:
@@ -207,14 +210,15 @@ def robust_uni(g1: np.ndarray, g2: np.ndarray, beta: float) -> np.ndarray:
 
     ``S = (Re(conj(g1) g2) - beta) / (|g1|^2 + |g2|^2 + 2 beta)``: ``beta`` (signal units squared,
     >= 0) pulls noise-only voxels (background) towards -0.5 while leaving voxels with signal
-    nearly unchanged. ``beta = 0`` gives :func:`uni`.
+    nearly unchanged. ``beta = 0`` gives :func:`uni`. The result lies in [-0.5, 0.5] as that of
+    :func:`uni` does, and is clipped to it for the same reason.
     """
     if not np.isfinite(beta) or beta < 0:
         raise ValueError(f"beta must be finite and >= 0, got {beta!r}")
     g1 = np.asarray(g1)
     g2 = np.asarray(g2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (np.real(np.conj(g1) * g2) - beta) / (np.abs(g1) ** 2 + np.abs(g2) ** 2 + 2 * beta)
+        return np.clip((np.real(np.conj(g1) * g2) - beta) / (np.abs(g1) ** 2 + np.abs(g2) ** 2 + 2 * beta), -0.5, 0.5)
 
 
 def combinations(gre: np.ndarray, protocol: MPnRAGEProtocol) -> np.ndarray:
