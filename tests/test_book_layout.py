@@ -261,6 +261,11 @@ MISFIRES = {
     r"(?<![\d.])0\.0+ % of\b": "a share that rounds to zero (format_percent_of: 'none of the voxels')",
     r"\b[Aa]t least 100(?:\.0+)? %": "'at least 100 %' (format_percent_of: 'all of the voxels')",
     r"\bnot measurable with one subject per\b": "a clause glued where a number was expected",
+    r"\bby 0\.0+ m?s\b": "a difference that rounds to zero (format_at_most: 'less than 0.1 ms')",
+    r"\bis within [^.]{0,80} at none of\b": "'every X is within ... at none of' (say 'at no T1 are all ...')",
+    r"\b0 more [a-z]": "'adds 0 more subjects' (say that the run already covers them)",
+    r"\babout less than\b": "'about less than'",
+    r"\bat least 1\.0+ of\b": "'at least 1.00 of the copies' (say 'in every copy')",
 }
 
 

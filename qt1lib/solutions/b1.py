@@ -169,7 +169,7 @@ def _slopes_by(voxels: pd.DataFrame, by: Sequence[str]) -> pd.Series:
 
 
 @answers("between_subjects", "spread_purity_ms", "purity_pct", "purity_pure_pct", "estimator",
-         "full_estimate", "n_more")
+         "full_run")
 def slope_stability(voxels: pd.DataFrame, voxels_pure: pd.DataFrame, purity: float, purity_pure: float,
                     labels: Mapping[str, str], estimator: str, extra_subjects: int, brain_voxels: int,
                     sigma: float, seed: int):
@@ -190,8 +190,8 @@ def slope_stability(voxels: pd.DataFrame, voxels_pure: pd.DataFrame, purity: flo
     dict of str
         ``between_subjects``: a clause with the largest difference of a tissue's slope between the subjects
         compared (ms per 0.1 of B1+, for ``estimator``; with one subject, that it cannot be measured), the
-        largest difference between the two purities, the estimator's label, and the estimated time of the
-        maps the full exercise adds.
+        largest difference between the two purities, the estimator's label, and ``full_run``: a sentence
+        with the estimated time of the maps the full exercise adds (or that it adds none).
     """
     by_subject = _slopes_by(voxels, ["subject"])
     pure = _slopes_by(voxels_pure, [])
@@ -210,6 +210,8 @@ def slope_stability(voxels: pd.DataFrame, voxels_pure: pd.DataFrame, purity: flo
         "purity_pct": format_number(100 * purity, 0, "%"),
         "purity_pure_pct": format_number(100 * purity_pure, 0, "%"),
         "estimator": labels.get(estimator, estimator),
-        "full_estimate": format_duration(seconds),
-        "n_more": plural(extra_subjects, "more subject"),
+        "full_run": (f"The full exercise adds {plural(extra_subjects, 'more subject')}; their maps alone take about "
+                     f"{format_duration(seconds)} here (each estimator timed on a simulated volume and scaled to a "
+                     "subject's brain voxels)." if extra_subjects else
+                     "The chapter already maps every subject of the cohort: the full exercise is this one."),
     }

@@ -32,8 +32,20 @@ def _medians(perf: pd.DataFrame) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-@answers("low_sigma", "low_medians", "low_below_t1", "low_min", "low_min_where", "high_sigma", "high_medians",
-         "high_within_t1", "high_off_t1", "tolerance_pct")
+def _where(holds: pd.Series, claim: str, nowhere: str, exceptions: str = "") -> str:
+    """A sentence on the T1 values (the index of ``holds``) where ``claim`` holds: "{claim} at every T1",
+    "{claim} at T1 = 0.5 and 4 s" (and ``exceptions`` with the others, if given), or ``nowhere``."""
+    yes, no = holds.index[holds.to_numpy()], holds.index[~holds.to_numpy()]
+    if len(no) == 0:
+        return f"{claim} at every T1"
+    if len(yes) == 0:
+        return nowhere
+    rest = f", and {exceptions} {format_values(no, 's', prefix='at T1 = ')}" if exceptions else ""
+    return f"{claim} {format_values(yes, 's', prefix='at T1 = ')}{rest}"
+
+
+@answers("low_sigma", "low_medians", "low_below", "low_min", "low_min_where", "high_sigma", "high_medians",
+         "high_within")
 def bound_at_noise(protocols: Mapping[str, MPnRAGEProtocol], t1_values: Sequence[float], sigma_low_snr: float,
                    sigma_high_snr: float, n_trials: int, seed: int, seed_n_trials: int, scale_prior: str):
     """Exercise 1: every estimator's standard deviation over the Cramér-Rao bound at a tenfold noise
@@ -52,12 +64,12 @@ def bound_at_noise(protocols: Mapping[str, MPnRAGEProtocol], t1_values: Sequence
     -------
     dict of str
         Each estimator's median std/CRLB over T1 and protocols at both noise levels (``*_medians``).
-        At ``sigma_low_snr``: the T1 values where every estimator of both protocols has its std below
-        the bound (``low_below_t1``) and the smallest ratio (``low_min``, ``low_min_where``). At
-        ``sigma_high_snr``: the T1 values where every estimator is within three Monte-Carlo standard
-        errors of the bound (``high_within_t1``; the relative standard error of a sample standard
-        deviation of ``n`` draws is ``1/sqrt(2 (n - 1))``, ``tolerance_pct``) and where one is not
-        (``high_off_t1``).
+        At ``sigma_low_snr``: a sentence on the T1 values where every estimator of both protocols has
+        its std below the bound (``low_below``) and the smallest ratio (``low_min``, ``low_min_where``).
+        At ``sigma_high_snr``: a sentence on the T1 values where every estimator is within three
+        Monte-Carlo standard errors of the bound and where one is not (``high_within``; the relative
+        standard error of a sample standard deviation of ``n`` draws is ``1/sqrt(2 (n - 1))``, in the
+        sentence as a percentage).
     """
     n_trials = int(n_trials)
     tolerance = 3.0 / np.sqrt(2.0 * (n_trials - 1))
@@ -73,14 +85,16 @@ def bound_at_noise(protocols: Mapping[str, MPnRAGEProtocol], t1_values: Sequence
     return {
         "low_sigma": format_number(sigma_low_snr, 3),
         "low_medians": _medians(low),
-        "low_below_t1": format_values(below.index[below], "s", prefix="at T1 = ", empty="at none of the T1 values"),
+        "low_below": _where(below, "Every estimator of both protocols has its standard deviation below the bound",
+                            "At no T1 do all estimators of both protocols have their standard deviation below the bound"),
         "low_min": format_number(worst["ratio"], 2),
         "low_min_where": f"{worst['estimator']}, {labels[worst['protocol']]}, T1 = {worst['t1']:g} s",
         "high_sigma": format_number(sigma_high_snr, 4),
         "high_medians": _medians(high),
-        "high_within_t1": format_values(within.index[within], "s", prefix="at T1 = ", empty="at none of the T1 values"),
-        "high_off_t1": format_values(within.index[~within], "s", prefix="at T1 = ", empty="nowhere"),
-        "tolerance_pct": format_number(100 * tolerance, 0, "%"),
+        "high_within": _where(within, f"Every estimator is within three Monte-Carlo standard errors "
+                                      f"({format_number(100 * tolerance, 0, '%')}) of the bound",
+                              f"At no T1 are all estimators within three Monte-Carlo standard errors "
+                              f"({format_number(100 * tolerance, 0, '%')}) of the bound", "at least one is not"),
     }
 
 

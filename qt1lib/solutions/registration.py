@@ -126,7 +126,7 @@ def estimator_terms(terms: pd.DataFrame, chapter_terms: pd.DataFrame, estimator:
     }
 
 
-@answers("n_subjects", "variation", "follows_b1", "correlation", "full_estimate", "n_more")
+@answers("n_subjects", "variation", "follows_b1", "correlation", "full_run")
 def subject_terms(terms: pd.DataFrame, sir_space: Mapping[str, object], bids_dir, estimator: str,
                   estimators: Sequence[str], extra_subjects: int, region_voxels: int, sigma: float, seed: int = 0):
     """Exercise 3: how the bias terms vary between the subjects the chapter split, and which follow B1+.
@@ -153,7 +153,8 @@ def subject_terms(terms: pd.DataFrame, sir_space: Mapping[str, object], bids_dir
         How many subjects were split, ``variation``: a clause naming the term whose per-tissue mean varies
         most between them and by how much (ms, largest range over tissues), the term that follows the subjects' B1+ most closely
         (largest absolute Pearson correlation over subject-tissue cells with the mean B1+) with its
-        correlation, and the estimated time of the full exercise's additional splits.
+        correlation, and ``full_run``: a sentence with the estimated time of the full exercise's additional
+        splits (or that there are none).
     """
     mine = terms[(terms["estimator"] == estimator) & (terms["term"] != "total")]
     subjects = sorted(mine["subject"].unique())
@@ -171,7 +172,7 @@ def subject_terms(terms: pd.DataFrame, sir_space: Mapping[str, object], bids_dir
         if np.std(y) > 0 and np.std(b1) > 0:
             correlation[term] = float(np.corrcoef(b1, y)[0, 1])
     best = max(correlation, key=lambda k: abs(correlation[k])) if correlation else None
-    seconds = extra_subjects * mapping_seconds(estimators, 3 * int(region_voxels), sigma, seed)
+    seconds = extra_subjects * mapping_seconds(estimators, 3 * int(region_voxels), sigma, seed) if extra_subjects else 0.0
     return {
         "n_subjects": plural(len(subjects), "subject"),
         "variation": (f"the term whose tissue means differ most between them is {spread.idxmax()}, by up to "
@@ -179,8 +180,10 @@ def subject_terms(terms: pd.DataFrame, sir_space: Mapping[str, object], bids_dir
                       "one subject cannot show how the terms vary between subjects"),
         "follows_b1": best if best is not None else "none (the subjects' B1+ does not vary)",
         "correlation": format_number(correlation[best], 2) if best is not None else "not defined",
-        "full_estimate": format_duration(seconds),
-        "n_more": plural(extra_subjects, "more subject"),
+        "full_run": (f"Splitting {plural(extra_subjects, 'more subject')} for the page's estimators takes about "
+                     f"{format_duration(seconds)} for their fits alone (timed on a simulated volume and scaled), plus "
+                     "the re-simulation of each subject." if extra_subjects else
+                     "The page already splits every subject of the cohort: the full exercise is this one."),
     }
 
 

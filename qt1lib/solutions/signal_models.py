@@ -9,7 +9,7 @@ from ..protocols import MPnRAGEProtocol
 from ..sequences import gre_signals, uni
 from ..validate import require_integer, require_number
 from . import answers
-from ..notebook import compare_text, format_number, format_ratio
+from ..notebook import compare_text, format_at_most, format_number, format_ratio
 
 __all__ = ["uni_minimum", "b1_error", "inversion_mismatch"]
 
@@ -53,7 +53,7 @@ def uni_minimum(protocol: MPnRAGEProtocol, n_t1: int, n_t1_dense: int, t1_range:
     return {
         "t1_min": format_number(t1_min, 2, "s"),
         "s12_min": format_number(s_min, 3),
-        "shift_ms": format_number(1e3 * abs(t1_min - minima[n_t1][0]), 1, "ms"),
+        "shift_ms": format_at_most(1e3 * abs(t1_min - minima[n_t1][0]), 1, "ms"),
         "step_ms": format_number(1e3 * (hi - lo) / (n_t1 - 1), 1, "ms"),
         "t1_end": format_number(hi, 1, "s"),
         "s12_end": format_number(s_end, 3),
