@@ -708,7 +708,8 @@ def _json_ready(value: Any) -> Any:
 #: ``ablations`` (chapter 06): two more network cross-validations (the T1 map alone, no input
 #: skip), trained by the ``smoke`` profile (the tests) and on request (``-p ablations True``);
 #: ``quick`` leaves them out to keep the study's CI run under its 45 minutes (each costs about
-#: as much as the network's own cross-validation), ``paper`` because at width 64 they would take about 150 minutes.
+#: as much as the network's own cross-validation), ``paper`` because at width 64 they would add about 1.6 hours on 2
+#: CPU cores (eight more trainings of about 12 minutes each, measured 2026-12-03).
 CHAPTER_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
     "01_signal_models": {
         "smoke": {"n_t1": 60},

@@ -5,8 +5,10 @@ Profiles
 ``quick``  the embedded default: 2 mm digital cohort, small Monte-Carlo and patch sets (about
            17 minutes on 2 CPU cores from a fresh clone, installation included, measured 2026-12-01;
            11.5 minutes on the machine of 2026-11-25); what ``make book`` builds.
-``paper``  the study at full size (1 mm, full Monte-Carlo, width-64 networks; about 79 minutes on 2
-           CPU cores, measured 2026-11-25).
+``paper``  the study at full size (1 mm, full Monte-Carlo, width-64 networks trained on two inputs;
+           about 2.2 hours on 2 CPU cores without a GPU, estimated 2026-12-03 from measured parts:
+           chapters 01-05 took 23 minutes, and chapter 06 trains eight networks of about 12 minutes
+           each; book/rerun.md gives the details).
 ``smoke``  tiny parameters that only check that every notebook runs (tests).
 
 The profiles live in :mod:`qt1lib.config`: :class:`~qt1lib.config.StudyConfig` (cohort, pipeline,
