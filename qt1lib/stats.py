@@ -467,9 +467,9 @@ def seed_comparison_table(
     Returns
     -------
     DataFrame
-        Index: tissue (WM, subcortical GM, cortical GM). Columns: ``("in vivo (Saunders et al.
-        2025)", "before"|"after")`` from :data:`SEED_RMSE` and ``("simulated (this book)",
-        "before"|"after")`` from ``summary``.
+        Index: tissue (WM, subcortical GM, cortical GM; named ``tissue`` in the numeric table only).
+        Columns: ``("in vivo (Saunders et al. 2025)", "before"|"after")`` from :data:`SEED_RMSE` and
+        ``("simulated (this book)", "before"|"after")`` from ``summary``.
     """
     _check_columns(summary, ("method", "tissue", "rmse_mean", "rmse_sd"), "summary")
     vivo, sim = "in vivo (Saunders et al. 2025)", "simulated (this book)"
@@ -485,7 +485,8 @@ def seed_comparison_table(
                 table.loc[tissue, (sim, stage, "sd")] = row["rmse_sd"]
     if not formatted:
         return table
-    out = pd.DataFrame(index=table.index, columns=pd.MultiIndex.from_product([[vivo, sim], ["before", "after"]]))
+    # unnamed index: pandas gives a named one an HTML header row of its own, empty but for "tissue"
+    out = pd.DataFrame(index=pd.Index(TISSUES), columns=pd.MultiIndex.from_product([[vivo, sim], ["before", "after"]]))
     for source in (vivo, sim):
         for stage in ("before", "after"):
             m, s = table[(source, stage, "mean")], table[(source, stage, "sd")]

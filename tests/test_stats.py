@@ -166,6 +166,7 @@ def test_seed_comparison_table_labels_sources():
     row = s[(s.method == "resnet") & (s.tissue == "subcortical GM")].iloc[0]
     assert numeric.loc["subcortical GM", (sim, "after", "mean")] == pytest.approx(row.rmse_mean)
     assert table.loc["subcortical GM", (sim, "after")] == f"{row.rmse_mean:.2f} ± {row.rmse_sd:.2f}"
+    assert table.to_html().count("<tr") == 2 + 3  # two header rows (source, stage), no index-name row
 
 
 def summary_of(rmse: dict[tuple[str, str], float]) -> pd.DataFrame:
